@@ -1,0 +1,210 @@
+package trace
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Party is a lifeline in a sequence diagram.
+type Party string
+
+// The parties of the draft's diagrams, in lifeline order.
+const (
+	App       Party = "App"
+	User      Party = "User"
+	Brands    Party = "Brands"
+	EHRFHIR   Party = "EHR FHIR"
+	EHRAS     Party = "EHR AS"
+	OtherFHIR Party = "Other FHIR"
+	OtherAS   Party = "OtherAS"
+)
+
+// Parties lists the lifelines in the order diagrams draw them.
+var Parties = []Party{User, App, Brands, EHRFHIR, EHRAS, OtherFHIR, OtherAS}
+
+// Kind says what an event is.
+type Kind string
+
+const (
+	// KindHTTP is a request and its response between two parties.
+	KindHTTP Kind = "http"
+	// KindDecision is something a party decided (a refused scope, a match
+	// found or not); From == To.
+	KindDecision Kind = "decision"
+	// KindUser is a user interaction (filled a form, clicked approve).
+	KindUser Kind = "user"
+)
+
+// Message is one side of an HTTP exchange, already redacted.
+type Message struct {
+	Headers map[string]string `json:"headers,omitempty"`
+	Body    string            `json:"body,omitempty"`
+	// Claims holds decoded JWT claims found in the message (by field name),
+	// with the signature dropped.
+	Claims map[string]any `json:"claims,omitempty"`
+}
+
+// Event is one recorded exchange or decision.
+type Event struct {
+	Seq      int64         `json:"seq"`
+	Flow     string        `json:"flow"`
+	At       time.Time     `json:"at"`
+	Kind     Kind          `json:"kind"`
+	From     Party         `json:"from"`
+	To       Party         `json:"to"`
+	Method   string        `json:"method,omitempty"`
+	URL      string        `json:"url,omitempty"` // redacted
+	Status   int           `json:"status,omitempty"`
+	Duration time.Duration `json:"duration_ns,omitempty"`
+	// Label is the arrow's short text, e.g. "POST /auth/introspect".
+	Label string `json:"label"`
+	// Decision is what was decided, e.g. "refused patient/*.rs: patient
+	// not found in Other's directory".
+	Decision string `json:"decision,omitempty"`
+	// Error marks a refusal or failure; diagrams draw it in red.
+	Error    bool     `json:"error,omitempty"`
+	Request  *Message `json:"request,omitempty"`
+	Response *Message `json:"response,omitempty"`
+}
+
+// Flow is the events of one flow, in order.
+type Flow struct {
+	ID      string    `json:"id"`
+	Name    string    `json:"name,omitempty"`
+	Started time.Time `json:"started"`
+	Events  []Event   `json:"events"`
+}
+
+// Recorder keeps the most recent flows in memory. It is safe for
+// concurrent use. The zero value is not usable; call NewRecorder.
+type Recorder struct {
+	mu       sync.Mutex
+	max      int
+	seq      int64
+	order    []string // flow ids, oldest first
+	flows    map[string]*Flow
+	now      func() time.Time
+	watchers map[chan struct{}]struct{}
+}
+
+// NewRecorder keeps up to maxFlows flows (oldest dropped first).
+func NewRecorder(maxFlows int, now func() time.Time) *Recorder {
+	if maxFlows <= 0 {
+		maxFlows = 200
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Recorder{max: maxFlows, flows: map[string]*Flow{}, now: now, watchers: map[chan struct{}]struct{}{}}
+}
+
+// Add records e in its flow (e.Flow; "" goes to flow "unattributed"),
+// assigning Seq and, when zero, At.
+func (r *Recorder) Add(e Event) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e.Flow == "" {
+		e.Flow = "unattributed"
+	}
+	if e.At.IsZero() {
+		e.At = r.now()
+	}
+	r.seq++
+	e.Seq = r.seq
+	f := r.flows[e.Flow]
+	if f == nil {
+		f = &Flow{ID: e.Flow, Started: e.At}
+		r.flows[e.Flow] = f
+		r.order = append(r.order, e.Flow)
+		if len(r.order) > r.max {
+			delete(r.flows, r.order[0])
+			r.order = r.order[1:]
+		}
+	}
+	f.Events = append(f.Events, e)
+	for w := range r.watchers {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Name sets a flow's human name (e.g. the scenario flow it belongs to).
+func (r *Recorder) Name(flow, name string) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if f := r.flows[flow]; f != nil {
+		f.Name = name
+		return
+	}
+	r.flows[flow] = &Flow{ID: flow, Name: name, Started: r.now()}
+	r.order = append(r.order, flow)
+}
+
+// Flows returns copies of the recorded flows, newest first.
+func (r *Recorder) Flows() []Flow {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Flow, 0, len(r.order))
+	for i := len(r.order) - 1; i >= 0; i-- {
+		f := r.flows[r.order[i]]
+		c := *f
+		c.Events = slices.Clone(f.Events)
+		out = append(out, c)
+	}
+	return out
+}
+
+// Flow returns a copy of one flow.
+func (r *Recorder) Flow(id string) (Flow, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f, ok := r.flows[id]
+	if !ok {
+		return Flow{}, false
+	}
+	c := *f
+	c.Events = slices.Clone(f.Events)
+	return c, true
+}
+
+// Watch returns a channel that receives (coalesced) after each Add, and a
+// function to stop watching.
+func (r *Recorder) Watch() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	r.mu.Lock()
+	r.watchers[ch] = struct{}{}
+	r.mu.Unlock()
+	return ch, func() {
+		r.mu.Lock()
+		delete(r.watchers, ch)
+		r.mu.Unlock()
+	}
+}
+
+type ctxKey struct{}
+
+// WithFlow returns ctx carrying the flow id; outbound calls made with it
+// are recorded in that flow.
+func WithFlow(ctx context.Context, flow string) context.Context {
+	return context.WithValue(ctx, ctxKey{}, flow)
+}
+
+// FlowFrom returns the flow id carried by ctx, or "".
+func FlowFrom(ctx context.Context) string {
+	f, _ := ctx.Value(ctxKey{}).(string)
+	return f
+}
+
+// FlowHeader carries the flow id across HTTP between sim's own parties (and
+// from the scripted app), so both ends record into the same flow.
+const FlowHeader = "Sim-Flow"
