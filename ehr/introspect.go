@@ -1,0 +1,225 @@
+package ehr
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/smart-sim/sim/internal/authkit"
+)
+
+// caller is an authenticated introspection or revocation caller.
+type caller struct {
+	clientID string
+	any      bool   // bearer with the introspect permission: any access token
+	partner  string // partner issuer: launch-tokens addressed to it
+}
+
+var inactive = map[string]any{"active": false}
+
+// authenticateCaller accepts a bearer token with the introspect scope or
+// confidential client credentials. ok false means 401 was written.
+func (s *Server) authenticateCaller(w http.ResponseWriter, r *http.Request, form map[string][]string) (caller, bool) {
+	ctx := r.Context()
+	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		a, err := s.VerifyAccess(ctx, strings.TrimSpace(h[7:]))
+		if err != nil || !a.Scopes.Has(ScopeIntrospect) {
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			authkit.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token"})
+			return caller{}, false
+		}
+		c := caller{clientID: a.ClientID, any: true}
+		if cl, ok := s.clients.Get(a.ClientID); ok {
+			c.partner = cl.Issuer
+		}
+		return c, true
+	}
+	who, err := s.auth.Authenticate(ctx, r, form, true)
+	if err != nil {
+		e := authkit.AsError(err)
+		if e.Code == authkit.ErrInvalidRequest.Code {
+			authkit.WriteError(w, err, who.Basic)
+			return caller{}, false
+		}
+		if !who.Basic {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="introspect"`)
+		}
+		authkit.WriteError(w, authkit.ErrInvalidClient.With("authentication required"), who.Basic)
+		return caller{}, false
+	}
+	return caller{clientID: who.Client.ID, partner: who.Client.Issuer}, true
+}
+
+// handleIntrospect is RFC 7662 with SMART's token-introspection fields.
+func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		authkit.WriteError(w, authkit.ErrInvalidRequest.With("use POST"), false)
+		return
+	}
+	form, err := authkit.ParseForm(r, false)
+	if err != nil {
+		authkit.WriteError(w, err, false)
+		return
+	}
+	who, ok := s.authenticateCaller(w, r, form)
+	if !ok {
+		return
+	}
+	tok := form.Get("token")
+	if tok == "" {
+		authkit.WriteError(w, authkit.ErrInvalidRequest.With("token is required"), false)
+		return
+	}
+	authkit.WriteJSON(w, http.StatusOK, s.introspect(ctx, who, tok))
+}
+
+func (s *Server) introspect(ctx context.Context, who caller, tok string) map[string]any {
+	if strings.Count(tok, ".") == 2 {
+		var probe struct{}
+		v, err := s.signer.Verify(tok, &probe)
+		if err != nil {
+			return inactive
+		}
+		switch v.Type {
+		case typAccess:
+			a, err := s.VerifyAccess(ctx, tok)
+			if err != nil || (!who.any && a.ClientID != who.clientID) {
+				return inactive
+			}
+			return s.describeAccess(a)
+		case typLaunchToken:
+			return s.introspectLaunchToken(ctx, who, tok)
+		}
+		return inactive
+	}
+	// A refresh token.
+	b, err := s.durable.Get(ctx, bucketRefresh, authkit.Hash(tok))
+	if err != nil {
+		return inactive
+	}
+	var rec refreshRecord
+	if json.Unmarshal(b, &rec) != nil || rec.Used || s.familyRevoked(rec.Family) {
+		return inactive
+	}
+	if !who.any && rec.ClientID != who.clientID {
+		return inactive
+	}
+	out := map[string]any{"active": true, "token_type": "refresh_token", "client_id": rec.ClientID, "scope": rec.Scopes, "iss": s.cfg.Issuer}
+	if rec.Username != "" {
+		out["sub"] = rec.Username
+	}
+	return out
+}
+
+func (s *Server) describeAccess(a *authkit.Access) map[string]any {
+	out := map[string]any{
+		"active": true, "token_type": "Bearer", "scope": a.Scopes.String(), "client_id": a.ClientID,
+		"exp": a.Expires.Unix(), "iat": a.IssuedAt.Unix(), "iss": s.cfg.Issuer, "sub": a.Subject,
+		"aud": a.Audience,
+	}
+	if a.FHIRUser != "" {
+		out["fhirUser"] = a.FHIRUser
+	}
+	var ctxs []FHIRContext
+	if a.PatientID != "" {
+		out["patient"] = a.PatientID
+		ctxs = append(ctxs, FHIRContext{Reference: "Patient/" + a.PatientID})
+	}
+	if a.EncounterID != "" {
+		out["encounter"] = a.EncounterID
+		ctxs = append(ctxs, FHIRContext{Reference: "Encounter/" + a.EncounterID})
+	}
+	if len(ctxs) > 0 {
+		out["fhirContext"] = ctxs
+	}
+	return out
+}
+
+// introspectLaunchToken answers only a caller in the token's aud, and only
+// once: the first successful introspection consumes it.
+func (s *Server) introspectLaunchToken(ctx context.Context, who caller, tok string) map[string]any {
+	var c launchTokenClaims
+	if _, err := s.signer.Verify(tok, &c); err != nil {
+		return inactive
+	}
+	now := s.cfg.Now()
+	if c.Iss != s.cfg.Issuer || c.Jti == "" || now.Unix() >= c.Exp {
+		return inactive
+	}
+	if who.partner == "" || !slices.Contains(c.Aud, who.partner) {
+		return inactive
+	}
+	if err := s.ephemeral.Add(ctx, bucketLTUsed, c.Jti, []byte{1}, now.Add(s.cfg.Lifetimes.LaunchToken*2)); err != nil {
+		if !errors.Is(err, authkit.ErrExists) {
+			s.logError(ctx, "consume launch-token", err)
+		}
+		return inactive
+	}
+	out := map[string]any{
+		"active": true, "token_type": "launch-token", "client_id": c.Azp, "scope": "launch-token",
+		"exp": c.Exp, "iat": c.Iat, "iss": c.Iss, "sub": c.Sub, "aud": c.Aud, "fhirContext": c.FHIRContext,
+	}
+	if c.SoftwareID != "" {
+		out["software_id"] = c.SoftwareID
+	}
+	if c.FHIRUser != "" {
+		out["fhirUser"] = c.FHIRUser
+	}
+	for _, fc := range c.FHIRContext {
+		if fc.Identifier == nil {
+			continue
+		}
+		ref := strings.TrimPrefix(fc.Identifier.Value, s.cfg.FHIRBase+"/")
+		switch fc.Type {
+		case "Patient":
+			out["patient"] = strings.TrimPrefix(ref, "Patient/")
+		case "Encounter":
+			out["encounter"] = strings.TrimPrefix(ref, "Encounter/")
+		}
+	}
+	return out
+}
+
+// handleRevoke is RFC 7009 for access and refresh tokens; revoking a
+// refresh token revokes its whole family.
+func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		authkit.WriteError(w, authkit.ErrInvalidRequest.With("use POST"), false)
+		return
+	}
+	form, err := authkit.ParseForm(r, false)
+	if err != nil {
+		authkit.WriteError(w, err, false)
+		return
+	}
+	who, err := s.auth.Authenticate(ctx, r, form, false)
+	if err != nil {
+		authkit.WriteError(w, err, who.Basic)
+		return
+	}
+	tok := form.Get("token")
+	if tok == "" {
+		authkit.WriteError(w, authkit.ErrInvalidRequest.With("token is required"), false)
+		return
+	}
+	if a, err := s.VerifyAccess(ctx, tok); err == nil {
+		if a.ClientID == who.Client.ID {
+			s.revokeJTI(ctx, a.TokenID, a.Expires)
+		}
+	} else if b, err := s.durable.Get(ctx, bucketRefresh, authkit.Hash(tok)); err == nil {
+		var rec refreshRecord
+		if json.Unmarshal(b, &rec) == nil && rec.ClientID == who.Client.ID {
+			s.revokeFamily(ctx, rec.Family)
+			_ = s.durable.Delete(ctx, bucketRefresh, authkit.Hash(tok))
+		}
+	}
+	authkit.NoStore(w)
+	w.WriteHeader(http.StatusOK)
+}

@@ -1,0 +1,80 @@
+package ehr
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/smart-sim/sim/internal/authkit"
+	"github.com/smart-sim/sim/internal/scope"
+)
+
+// ErrInvalidToken is what VerifyAccess returns for any bearer that is not a
+// live access token for this FHIR server.
+var ErrInvalidToken = errors.New("invalid access token")
+
+const maxCache = 50000
+
+// VerifyAccess checks a bearer token for the EHR FHIR API: an RS256
+// at+jwt from this issuer, aud = FHIRBase, not expired, not revoked.
+// launch-tokens, id_tokens, refresh tokens and tokens for another server
+// are refused. Verified tokens are cached, so a repeat costs a map lookup
+// plus the expiry and revocation checks.
+func (s *Server) VerifyAccess(ctx context.Context, bearer string) (*authkit.Access, error) {
+	if bearer == "" || len(bearer) > 8192 {
+		return nil, ErrInvalidToken
+	}
+	now := s.cfg.Now()
+	s.cacheMu.RLock()
+	e, ok := s.accessCache[bearer]
+	s.cacheMu.RUnlock()
+	if !ok {
+		var err error
+		e, err = s.parseAccess(bearer)
+		if err != nil {
+			return nil, err
+		}
+		s.cacheMu.Lock()
+		if len(s.accessCache) >= maxCache {
+			clear(s.accessCache)
+		}
+		s.accessCache[bearer] = e
+		s.cacheMu.Unlock()
+	}
+	if !now.Before(e.access.Expires) {
+		return nil, ErrInvalidToken
+	}
+	if s.revoked(e.access.TokenID, e.family) {
+		return nil, ErrInvalidToken
+	}
+	return e.access, nil
+}
+
+// cachedAccess is a verified token; family is its refresh family ("" for
+// Backend Services tokens).
+type cachedAccess struct {
+	access *authkit.Access
+	family string
+}
+
+// parseAccess verifies signature and static claims.
+func (s *Server) parseAccess(bearer string) (*cachedAccess, error) {
+	var c accessClaims
+	v, err := s.signer.Verify(bearer, &c)
+	if err != nil || v.Type != typAccess {
+		return nil, ErrInvalidToken
+	}
+	if c.Iss != s.cfg.Issuer || !slices.Contains(c.Aud, s.cfg.FHIRBase) || c.Jti == "" || c.Exp == 0 {
+		return nil, ErrInvalidToken
+	}
+	set, err := scope.Parse(c.Scope)
+	if err != nil {
+		return nil, ErrInvalidToken
+	}
+	return &cachedAccess{family: c.Family, access: &authkit.Access{
+		TokenID: c.Jti, ClientID: c.ClientID, Subject: c.Sub, FHIRUser: c.FHIRUser,
+		PatientID: c.Patient, EncounterID: c.Encounter, Scopes: set, Audience: c.Aud,
+		IssuedAt: time.Unix(c.Iat, 0), Expires: time.Unix(c.Exp, 0),
+	}}, nil
+}

@@ -1,0 +1,267 @@
+package authkit
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+const keyBucket = "signing_keys"
+
+// storedKey is a signing key at rest. Retire is zero for the active key;
+// a demoted key is kept (and published) until Retire.
+type storedKey struct {
+	JWK     json.RawMessage `json:"jwk"`
+	Created time.Time       `json:"created"`
+	Retire  time.Time       `json:"retire,omitzero"`
+}
+
+type signingKey struct {
+	kid     string
+	priv    *rsa.PrivateKey
+	created time.Time
+	retire  time.Time
+	signers sync.Map // typ -> jose.Signer
+}
+
+// signerFor returns a cached signer that writes typ into the header.
+func (k *signingKey) signerFor(typ string) (jose.Signer, error) {
+	if v, ok := k.signers.Load(typ); ok {
+		return v.(jose.Signer), nil
+	}
+	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ))
+	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: k.priv, KeyID: k.kid}}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("make signer: %w", err)
+	}
+	k.signers.Store(typ, sig)
+	return sig, nil
+}
+
+// Signer signs JWTs with RS256 under a kid and publishes the public keys.
+// Keys persist in a Store so tokens survive restarts; Rotate makes a new
+// key active and keeps the old ones published until the tokens they signed
+// have expired.
+type Signer struct {
+	store  Store
+	now    func() time.Time
+	mu     sync.RWMutex
+	active *signingKey
+	keys   map[string]*signingKey
+	jwks   []byte
+}
+
+// KeyBits is the RSA modulus size for new keys.
+var KeyBits = 2048
+
+// NewSigner loads the keys from store, creating the first one when there
+// is none. now nil means time.Now.
+func NewSigner(ctx context.Context, store Store, now func() time.Time) (*Signer, error) {
+	if now == nil {
+		now = time.Now
+	}
+	s := &Signer{store: store, now: now, keys: map[string]*signingKey{}}
+	if err := s.load(ctx); err != nil {
+		return nil, err
+	}
+	if s.active == nil {
+		if err := s.Rotate(ctx, 0); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *Signer) load(ctx context.Context) error {
+	items, err := s.store.List(ctx, keyBucket)
+	if err != nil {
+		return fmt.Errorf("load signing keys: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, it := range items {
+		var sk storedKey
+		if err := json.Unmarshal(it.Value, &sk); err != nil {
+			return fmt.Errorf("decode signing key %s: %w", it.Key, err)
+		}
+		var jwk jose.JSONWebKey
+		if err := jwk.UnmarshalJSON(sk.JWK); err != nil {
+			return fmt.Errorf("decode signing key %s: %w", it.Key, err)
+		}
+		priv, ok := jwk.Key.(*rsa.PrivateKey)
+		if !ok {
+			return fmt.Errorf("signing key %s is not RSA", it.Key)
+		}
+		k, err := newSigningKey(jwk.KeyID, priv, sk.Created, sk.Retire)
+		if err != nil {
+			return err
+		}
+		s.keys[k.kid] = k
+		if k.retire.IsZero() && (s.active == nil || k.created.After(s.active.created)) {
+			s.active = k
+		}
+	}
+	s.rebuildLocked()
+	return nil
+}
+
+func newSigningKey(kid string, priv *rsa.PrivateKey, created, retire time.Time) (*signingKey, error) {
+	if err := priv.Validate(); err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", kid, err)
+	}
+	return &signingKey{kid: kid, priv: priv, created: created, retire: retire}, nil
+}
+
+// Rotate creates a new active key. The previous active key stays published
+// for keepOld (it must cover the longest lifetime of a token it signed);
+// keys whose time is up are dropped.
+func (s *Signer) Rotate(ctx context.Context, keepOld time.Duration) error {
+	priv, err := rsa.GenerateKey(rand.Reader, KeyBits)
+	if err != nil {
+		return fmt.Errorf("generate signing key: %w", err)
+	}
+	now := s.now()
+	kid := RandomString(12)
+	k, err := newSigningKey(kid, priv, now, time.Time{})
+	if err != nil {
+		return err
+	}
+	jwkJSON, err := jose.JSONWebKey{Key: priv, KeyID: kid, Algorithm: string(jose.RS256), Use: "sig"}.MarshalJSON()
+	if err != nil {
+		return fmt.Errorf("encode signing key: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old := s.active; old != nil {
+		old.retire = now.Add(keepOld)
+		b, _ := s.storedLocked(old)
+		if err := s.store.Put(ctx, keyBucket, old.kid, b, old.retire); err != nil {
+			return fmt.Errorf("demote signing key: %w", err)
+		}
+	}
+	b, _ := json.Marshal(storedKey{JWK: jwkJSON, Created: now})
+	if err := s.store.Put(ctx, keyBucket, kid, b, time.Time{}); err != nil {
+		return fmt.Errorf("store signing key: %w", err)
+	}
+	s.keys[kid] = k
+	s.active = k
+	for id, old := range s.keys {
+		if !old.retire.IsZero() && !now.Before(old.retire) {
+			delete(s.keys, id)
+		}
+	}
+	s.rebuildLocked()
+	return nil
+}
+
+func (s *Signer) storedLocked(k *signingKey) ([]byte, error) {
+	jwkJSON, err := jose.JSONWebKey{Key: k.priv, KeyID: k.kid, Algorithm: string(jose.RS256), Use: "sig"}.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(storedKey{JWK: jwkJSON, Created: k.created, Retire: k.retire})
+}
+
+func (s *Signer) rebuildLocked() {
+	set := jose.JSONWebKeySet{}
+	ids := make([]string, 0, len(s.keys))
+	for id := range s.keys {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		k := s.keys[id]
+		set.Keys = append(set.Keys, jose.JSONWebKey{Key: &k.priv.PublicKey, KeyID: k.kid, Algorithm: string(jose.RS256), Use: "sig"})
+	}
+	s.jwks, _ = json.Marshal(set)
+}
+
+// ActiveKeyID returns the kid new tokens are signed with.
+func (s *Signer) ActiveKeyID() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.active.kid
+}
+
+// Sign serialises claims as a compact JWS with header typ (empty: "JWT").
+func (s *Signer) Sign(claims any, typ string) (string, error) {
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", fmt.Errorf("encode claims: %w", err)
+	}
+	s.mu.RLock()
+	k := s.active
+	s.mu.RUnlock()
+	if typ == "" {
+		typ = "JWT"
+	}
+	sig, err := k.signerFor(typ)
+	if err != nil {
+		return "", err
+	}
+	jws, err := sig.Sign(payload)
+	if err != nil {
+		return "", fmt.Errorf("sign: %w", err)
+	}
+	return jws.CompactSerialize()
+}
+
+// JWKSJSON returns the published JSON Web Key Set.
+func (s *Signer) JWKSJSON() []byte {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.jwks
+}
+
+// ServeHTTP serves the JWKS (RFC 7517) for jwks_uri.
+func (s *Signer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b := s.JWKSJSON()
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	_, _ = w.Write(b)
+}
+
+// ErrBadToken is returned by Verify for any token that is not one of ours.
+var ErrBadToken = errors.New("token not valid")
+
+// Verified is what Verify learnt from a token's header.
+type Verified struct {
+	KeyID string
+	Type  string
+}
+
+// Verify checks token's RS256 signature against this signer's published
+// keys and decodes its claims into out. It checks no claims: callers
+// check exp, aud and friends with their own rules.
+func (s *Signer) Verify(token string, out any) (Verified, error) {
+	tok, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256})
+	if err != nil || len(tok.Headers) != 1 {
+		return Verified{}, ErrBadToken
+	}
+	h := tok.Headers[0]
+	s.mu.RLock()
+	k := s.keys[h.KeyID]
+	s.mu.RUnlock()
+	if k == nil {
+		return Verified{}, ErrBadToken
+	}
+	if !k.retire.IsZero() && !s.now().Before(k.retire) {
+		return Verified{}, ErrBadToken
+	}
+	if err := tok.Claims(&k.priv.PublicKey, out); err != nil {
+		return Verified{}, ErrBadToken
+	}
+	typ, _ := h.ExtraHeaders[jose.HeaderType].(string)
+	return Verified{KeyID: h.KeyID, Type: typ}, nil
+}

@@ -1,0 +1,317 @@
+package authkit
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sync"
+	"time"
+)
+
+// Store errors.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	ErrConflict = errors.New("changed concurrently")
+)
+
+// Item is one stored value.
+type Item struct {
+	Key     string
+	Value   []byte
+	Expires time.Time // zero: never
+}
+
+// Store is a bucketed key/value store with the atomic operations OAuth
+// needs: Add (first writer wins: jti replay), Take (get and delete: codes,
+// launch contexts, launch-tokens) and Swap (compare-and-swap: refresh
+// rotation). Expired items behave as absent.
+type Store interface {
+	Put(ctx context.Context, bucket, key string, value []byte, expires time.Time) error
+	Add(ctx context.Context, bucket, key string, value []byte, expires time.Time) error
+	Get(ctx context.Context, bucket, key string) ([]byte, error)
+	Take(ctx context.Context, bucket, key string) ([]byte, error)
+	Swap(ctx context.Context, bucket, key string, old, new []byte, expires time.Time) error
+	Delete(ctx context.Context, bucket, key string) error
+	List(ctx context.Context, bucket string) ([]Item, error)
+}
+
+// Migrations creates the SQLite table SQLStore uses; pass it (or an fs
+// merging it) to sqlitedb.Open.
+//
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrations returns the SQL migrations SQLStore needs.
+func Migrations() fs.FS {
+	sub, _ := fs.Sub(migrations, "migrations")
+	return sub
+}
+
+// MemStore is an in-memory Store.
+type MemStore struct {
+	Now func() time.Time
+	mu  sync.Mutex
+	m   map[string]map[string]Item
+	ops int
+}
+
+var _ Store = (*MemStore)(nil)
+
+// NewMemStore returns an empty store using now (nil: time.Now).
+func NewMemStore(now func() time.Time) *MemStore {
+	if now == nil {
+		now = time.Now
+	}
+	return &MemStore{Now: now, m: map[string]map[string]Item{}}
+}
+
+func (s *MemStore) live(it Item, now time.Time) bool {
+	return it.Expires.IsZero() || now.Before(it.Expires)
+}
+
+// gc drops expired items every 4096 writes; called with mu held.
+func (s *MemStore) gc(now time.Time) {
+	s.ops++
+	if s.ops%4096 != 0 {
+		return
+	}
+	for _, b := range s.m {
+		for k, it := range b {
+			if !s.live(it, now) {
+				delete(b, k)
+			}
+		}
+	}
+}
+
+func (s *MemStore) bucket(name string) map[string]Item {
+	b := s.m[name]
+	if b == nil {
+		b = map[string]Item{}
+		s.m[name] = b
+	}
+	return b
+}
+
+func (s *MemStore) Put(_ context.Context, bucket, key string, value []byte, exp time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gc(s.Now())
+	s.bucket(bucket)[key] = Item{Key: key, Value: bytes.Clone(value), Expires: exp}
+	return nil
+}
+
+func (s *MemStore) Add(_ context.Context, bucket, key string, value []byte, exp time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.Now()
+	s.gc(now)
+	b := s.bucket(bucket)
+	if it, ok := b[key]; ok && s.live(it, now) {
+		return ErrExists
+	}
+	b[key] = Item{Key: key, Value: bytes.Clone(value), Expires: exp}
+	return nil
+}
+
+func (s *MemStore) Get(_ context.Context, bucket, key string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, ok := s.m[bucket][key]
+	if !ok || !s.live(it, s.Now()) {
+		return nil, ErrNotFound
+	}
+	return bytes.Clone(it.Value), nil
+}
+
+func (s *MemStore) Take(_ context.Context, bucket, key string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, ok := s.m[bucket][key]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	delete(s.m[bucket], key)
+	if !s.live(it, s.Now()) {
+		return nil, ErrNotFound
+	}
+	return it.Value, nil
+}
+
+func (s *MemStore) Swap(_ context.Context, bucket, key string, old, new []byte, exp time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, ok := s.m[bucket][key]
+	if !ok || !s.live(it, s.Now()) {
+		return ErrNotFound
+	}
+	if !bytes.Equal(it.Value, old) {
+		return ErrConflict
+	}
+	s.m[bucket][key] = Item{Key: key, Value: bytes.Clone(new), Expires: exp}
+	return nil
+}
+
+func (s *MemStore) Delete(_ context.Context, bucket, key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m[bucket], key)
+	return nil
+}
+
+func (s *MemStore) List(_ context.Context, bucket string) ([]Item, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.Now()
+	var out []Item
+	for _, it := range s.m[bucket] {
+		if s.live(it, now) {
+			it.Value = bytes.Clone(it.Value)
+			out = append(out, it)
+		}
+	}
+	return out, nil
+}
+
+// SQLStore is a Store on the authkit_kv table (see Migrations). Write is
+// the single-writer pool and Read the reader pool (they may be the same).
+type SQLStore struct {
+	Write, Read *sql.DB
+	Now         func() time.Time
+}
+
+var _ Store = (*SQLStore)(nil)
+
+func unix(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+func fromUnix(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(n, 0)
+}
+
+func (s *SQLStore) now() int64 {
+	if s.Now == nil {
+		return time.Now().Unix()
+	}
+	return s.Now().Unix()
+}
+
+const liveSQL = `(expires = 0 OR expires > ?)`
+
+func (s *SQLStore) Put(ctx context.Context, bucket, key string, value []byte, exp time.Time) error {
+	_, err := s.Write.ExecContext(ctx, `INSERT INTO authkit_kv (bucket, key, value, expires) VALUES (?, ?, ?, ?)
+		ON CONFLICT (bucket, key) DO UPDATE SET value = excluded.value, expires = excluded.expires`,
+		bucket, key, value, unix(exp))
+	if err != nil {
+		return fmt.Errorf("put %s: %w", bucket, err)
+	}
+	return nil
+}
+
+func (s *SQLStore) Add(ctx context.Context, bucket, key string, value []byte, exp time.Time) error {
+	res, err := s.Write.ExecContext(ctx, `INSERT INTO authkit_kv (bucket, key, value, expires) VALUES (?, ?, ?, ?)
+		ON CONFLICT (bucket, key) DO UPDATE SET value = excluded.value, expires = excluded.expires
+		WHERE NOT (authkit_kv.expires = 0 OR authkit_kv.expires > ?)`,
+		bucket, key, value, unix(exp), s.now())
+	if err != nil {
+		return fmt.Errorf("add %s: %w", bucket, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrExists
+	}
+	return nil
+}
+
+func (s *SQLStore) Get(ctx context.Context, bucket, key string) ([]byte, error) {
+	var v []byte
+	err := s.Read.QueryRowContext(ctx, `SELECT value FROM authkit_kv WHERE bucket = ? AND key = ? AND `+liveSQL,
+		bucket, key, s.now()).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", bucket, err)
+	}
+	return v, nil
+}
+
+func (s *SQLStore) Take(ctx context.Context, bucket, key string) ([]byte, error) {
+	var v []byte
+	var exp int64
+	err := s.Write.QueryRowContext(ctx, `DELETE FROM authkit_kv WHERE bucket = ? AND key = ? RETURNING value, expires`,
+		bucket, key).Scan(&v, &exp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("take %s: %w", bucket, err)
+	}
+	if exp != 0 && exp <= s.now() {
+		return nil, ErrNotFound
+	}
+	return v, nil
+}
+
+func (s *SQLStore) Swap(ctx context.Context, bucket, key string, old, new []byte, exp time.Time) error {
+	res, err := s.Write.ExecContext(ctx, `UPDATE authkit_kv SET value = ?, expires = ?
+		WHERE bucket = ? AND key = ? AND value = ? AND `+liveSQL,
+		new, unix(exp), bucket, key, old, s.now())
+	if err != nil {
+		return fmt.Errorf("swap %s: %w", bucket, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		if _, err := s.Get(ctx, bucket, key); errors.Is(err, ErrNotFound) {
+			return ErrNotFound
+		}
+		return ErrConflict
+	}
+	return nil
+}
+
+func (s *SQLStore) Delete(ctx context.Context, bucket, key string) error {
+	if _, err := s.Write.ExecContext(ctx, `DELETE FROM authkit_kv WHERE bucket = ? AND key = ?`, bucket, key); err != nil {
+		return fmt.Errorf("delete %s: %w", bucket, err)
+	}
+	return nil
+}
+
+func (s *SQLStore) List(ctx context.Context, bucket string) ([]Item, error) {
+	rows, err := s.Read.QueryContext(ctx, `SELECT key, value, expires FROM authkit_kv WHERE bucket = ? AND `+liveSQL+` ORDER BY key`,
+		bucket, s.now())
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", bucket, err)
+	}
+	defer rows.Close()
+	var out []Item
+	for rows.Next() {
+		var it Item
+		var exp int64
+		if err := rows.Scan(&it.Key, &it.Value, &exp); err != nil {
+			return nil, fmt.Errorf("list %s: %w", bucket, err)
+		}
+		it.Expires = fromUnix(exp)
+		out = append(out, it)
+	}
+	return out, rows.Err()
+}
+
+// Purge deletes expired rows.
+func (s *SQLStore) Purge(ctx context.Context) error {
+	_, err := s.Write.ExecContext(ctx, `DELETE FROM authkit_kv WHERE expires <> 0 AND expires <= ?`, s.now())
+	if err != nil {
+		return fmt.Errorf("purge: %w", err)
+	}
+	return nil
+}
