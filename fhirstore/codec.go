@@ -1,0 +1,241 @@
+package fhirstore
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/fhir/go/fhirversion"
+	"github.com/google/fhir/go/jsonformat"
+	d4pb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// maxNestingDepth bounds hostile input: no R4 resource we serve nests this deep.
+const maxNestingDepth = 64
+
+// Codec parses, validates and serialises R4 JSON with google/fhir's
+// jsonformat. One Codec is built once and shared: both the validating
+// unmarshaller and the compact marshaller are safe for concurrent use.
+type Codec struct {
+	u *jsonformat.Unmarshaller
+	m *jsonformat.Marshaller
+}
+
+// NewCodec builds the validating unmarshaller and the compact marshaller and
+// warms them once (the first parse initialises the library's tables).
+func NewCodec() (*Codec, error) {
+	u, err := jsonformat.NewUnmarshaller("UTC", fhirversion.R4)
+	if err != nil {
+		return nil, fmt.Errorf("build unmarshaller: %w", err)
+	}
+	u.MaxNestingDepth = maxNestingDepth
+	m, err := jsonformat.NewMarshaller(false, "", "", fhirversion.R4)
+	if err != nil {
+		return nil, fmt.Errorf("build marshaller: %w", err)
+	}
+	c := &Codec{u: u, m: m}
+	if _, err := c.Canonical([]byte(`{"resourceType":"Patient","id":"warm","gender":"unknown"}`)); err != nil {
+		return nil, fmt.Errorf("warm codec: %w", err)
+	}
+	return c, nil
+}
+
+// Resource is a parsed, validated resource ready to be stamped and stored.
+type Resource struct {
+	Type string
+	ID   string // the id in the body, "" when absent
+	cr   proto.Message
+	res  protoreflect.Message
+}
+
+// Parse decodes and validates one resource. A malformed body is a 400
+// OperationOutcome (*OutcomeError); a well-formed body that breaks R4 rules
+// (required elements, reference targets, formats) is a 422 naming the
+// elements in expression.
+func (c *Codec) Parse(body []byte) (*Resource, error) {
+	if path, ok := emptyString(body); ok {
+		return nil, &OutcomeError{Status: http.StatusBadRequest, Issues: []Issue{{
+			Severity: "error", Code: "structure",
+			Diagnostics: "empty strings are not allowed in FHIR JSON",
+			Expression:  []string{path},
+		}}}
+	}
+	msg, outcome, err := c.u.UnmarshalWithOutcome(body)
+	if err != nil {
+		return nil, parseError(err)
+	}
+	if outcome != nil && outcome.R4Outcome != nil && len(outcome.R4Outcome.GetIssue()) > 0 {
+		oe := &OutcomeError{Status: http.StatusUnprocessableEntity}
+		if b, err := c.m.MarshalResource(outcome.R4Outcome); err == nil {
+			var oo struct {
+				Issue []Issue `json:"issue"`
+			}
+			if json.Unmarshal(b, &oo) == nil {
+				oe.Issues = oo.Issue
+			}
+		}
+		if len(oe.Issues) == 0 {
+			oe.Issues = []Issue{{Severity: "error", Code: "invariant", Diagnostics: "resource failed validation"}}
+		}
+		errorsOnly := oe.Issues[:0]
+		for _, is := range oe.Issues {
+			if is.Severity == "error" || is.Severity == "fatal" {
+				errorsOnly = append(errorsOnly, is)
+			}
+		}
+		if len(errorsOnly) > 0 {
+			oe.Issues = errorsOnly
+			return nil, oe
+		}
+	}
+	cr, ok := msg.(proto.Message)
+	if !ok || cr == nil {
+		return nil, badRequest("structure", "body is not a FHIR resource")
+	}
+	res := containedResource(cr)
+	if res == nil {
+		return nil, badRequest("structure", "body is not a FHIR resource")
+	}
+	r := &Resource{Type: string(res.Descriptor().Name()), cr: cr, res: res}
+	if idf := res.Descriptor().Fields().ByName("id"); idf != nil && res.Has(idf) {
+		r.ID = idValue(res.Get(idf).Message())
+	}
+	return r, nil
+}
+
+// Canonical parses and validates body and returns jsonformat's compact
+// serialisation of it, unchanged otherwise.
+func (c *Codec) Canonical(body []byte) ([]byte, error) {
+	r, err := c.Parse(body)
+	if err != nil {
+		return nil, err
+	}
+	return c.m.Marshal(r.cr)
+}
+
+// stamp sets id, meta.versionId and meta.lastUpdated (millisecond
+// precision, UTC) and returns the canonical JSON.
+func (c *Codec) stamp(r *Resource, id string, version int, at time.Time) ([]byte, error) {
+	fields := r.res.Descriptor().Fields()
+	r.res.Set(fields.ByName("id"), protoreflect.ValueOfMessage((&d4pb.Id{Value: id}).ProtoReflect()))
+	meta := r.res.Mutable(fields.ByName("meta")).Message()
+	mf := meta.Descriptor().Fields()
+	meta.Set(mf.ByName("version_id"), protoreflect.ValueOfMessage((&d4pb.Id{Value: strconv.Itoa(version)}).ProtoReflect()))
+	meta.Set(mf.ByName("last_updated"), protoreflect.ValueOfMessage((&d4pb.Instant{
+		ValueUs:   at.UTC().Truncate(time.Millisecond).UnixMicro(),
+		Timezone:  "Z",
+		Precision: d4pb.Instant_MILLISECOND,
+	}).ProtoReflect()))
+	r.ID = id
+	b, err := c.m.Marshal(r.cr)
+	if err != nil {
+		return nil, fmt.Errorf("marshal %s: %w", r.Type, err)
+	}
+	return b, nil
+}
+
+func containedResource(cr proto.Message) protoreflect.Message {
+	m := cr.ProtoReflect()
+	od := m.Descriptor().Oneofs().ByName("oneof_resource")
+	if od == nil {
+		return nil
+	}
+	fd := m.WhichOneof(od)
+	if fd == nil {
+		return nil
+	}
+	return m.Mutable(fd).Message()
+}
+
+func idValue(m protoreflect.Message) string {
+	f := m.Descriptor().Fields().ByName("value")
+	if f == nil {
+		return ""
+	}
+	return m.Get(f).String()
+}
+
+// parseError turns a jsonformat parse error into a 400 outcome. The
+// library's messages read `error at "Patient.gender": code type mismatch`;
+// the quoted path becomes the issue's expression. Its Error() text carries
+// only the high-level detail, never the offending value.
+func parseError(err error) *OutcomeError {
+	oe := &OutcomeError{Status: http.StatusBadRequest}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		is := Issue{Severity: "error", Code: "structure", Diagnostics: line}
+		if rest, ok := strings.CutPrefix(line, "error at "); ok {
+			if p, err := strconv.QuotedPrefix(rest); err == nil {
+				if uq, err := strconv.Unquote(p); err == nil {
+					is.Expression = []string{uq}
+				}
+			}
+		}
+		if strings.Contains(line, "invalid JSON") {
+			is.Diagnostics = "body is not valid JSON"
+		}
+		oe.Issues = append(oe.Issues, is)
+		if len(oe.Issues) >= 20 {
+			break
+		}
+	}
+	return oe
+}
+
+// emptyString reports the path of the first empty string value in a JSON
+// document (FHIRPath-like, e.g. Patient.name[0].family). jsonformat v0.7.4
+// accepts "" although FHIR forbids it. Malformed JSON is left to jsonformat.
+func emptyString(body []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
+		return "", false
+	}
+	root := "Resource"
+	if m, ok := doc.(map[string]any); ok {
+		if rt, ok := m["resourceType"].(string); ok && rt != "" {
+			root = rt
+		}
+	}
+	return findEmpty(doc, root, 0)
+}
+
+func findEmpty(v any, path string, depth int) (string, bool) {
+	if depth > maxNestingDepth*2 {
+		return "", false
+	}
+	switch x := v.(type) {
+	case string:
+		if x == "" {
+			return path, true
+		}
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if k == "" {
+				return path, true
+			}
+			if p, ok := findEmpty(x[k], path+"."+k, depth+1); ok {
+				return p, true
+			}
+		}
+	case []any:
+		for i, e := range x {
+			if p, ok := findEmpty(e, path+"["+strconv.Itoa(i)+"]", depth+1); ok {
+				return p, true
+			}
+		}
+	}
+	return "", false
+}

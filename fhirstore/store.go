@@ -1,0 +1,583 @@
+package fhirstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/smart-sim/sim/internal/sqlitedb"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+const liveVTO = int64(9223372036854775807)
+
+// idPattern is the R4 id type.
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
+
+// Options configure a Store.
+type Options struct {
+	// Path is the SQLite file (created if missing).
+	Path string
+	// Now is the clock for meta.lastUpdated; nil means time.Now.
+	Now func() time.Time
+	// Logger receives internal errors; nil discards.
+	Logger *slog.Logger
+	// BaseURL, when set, is this server's FHIR base: absolute references to
+	// it are indexed like relative ones.
+	BaseURL string
+}
+
+// Store keeps R4 resources, all their versions and their search index in
+// one SQLite file. Bodies are stored in jsonformat's canonical form and
+// served as stored.
+type Store struct {
+	db    *sqlitedb.DB
+	codec *Codec
+	now   func() time.Time
+	log   *slog.Logger
+	base  string
+
+	readStmt  *sql.Stmt
+	vreadStmt *sql.Stmt
+}
+
+// Open opens (or creates) the store at opt.Path and applies its migrations.
+func Open(ctx context.Context, opt Options) (*Store, error) {
+	if opt.Path == "" {
+		return nil, errors.New("open fhir store: empty path")
+	}
+	codec, err := NewCodec()
+	if err != nil {
+		return nil, fmt.Errorf("open fhir store: %w", err)
+	}
+	mig, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("open fhir store: %w", err)
+	}
+	db, err := sqlitedb.Open(ctx, opt.Path, mig)
+	if err != nil {
+		return nil, fmt.Errorf("open fhir store: %w", err)
+	}
+	s := &Store{db: db, codec: codec, now: opt.Now, log: opt.Logger, base: opt.BaseURL}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.readStmt, err = db.Read.PrepareContext(ctx,
+		`SELECT vid, version, deleted, lu, body FROM res WHERE type = ? AND id = ? ORDER BY version DESC LIMIT 1`); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("prepare read: %w", err)
+	}
+	if s.vreadStmt, err = db.Read.PrepareContext(ctx,
+		`SELECT vid, version, deleted, lu, body FROM res WHERE type = ? AND id = ? AND version = ?`); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("prepare vread: %w", err)
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	s.readStmt.Close()
+	s.vreadStmt.Close()
+	return s.db.Close()
+}
+
+// Codec returns the store's shared codec.
+func (s *Store) Codec() *Codec { return s.codec }
+
+// Version is one stored version of a resource.
+type Version struct {
+	Type        string
+	ID          string
+	Version     int
+	LastUpdated time.Time
+	Deleted     bool
+	Body        json.RawMessage // nil for a deletion
+	Created     bool            // set by writes: this write created the resource
+	seq         int64
+}
+
+// ETag is the weak entity tag of the version.
+func (v *Version) ETag() string { return `W/"` + strconv.Itoa(v.Version) + `"` }
+
+func supported(resourceType string) bool {
+	_, ok := resourceTypes[resourceType]
+	return ok
+}
+
+func unknownType(resourceType string) error {
+	return newOutcomeError(http.StatusNotFound, "not-supported", "resource type "+strconv.Quote(resourceType)+" is not supported")
+}
+
+// Read returns the current body of a resource: ErrNotFound or ErrGone.
+func (s *Store) Read(ctx context.Context, resourceType, id string) (json.RawMessage, error) {
+	v, err := s.ReadVersion(ctx, resourceType, id, 0)
+	if err != nil {
+		return nil, err
+	}
+	return v.Body, nil
+}
+
+// ReadVersion returns version n of a resource, or the current one when n
+// is 0. A current version that is a deletion gives ErrGone; vread of a
+// deletion version gives ErrGone too.
+func (s *Store) ReadVersion(ctx context.Context, resourceType, id string, n int) (*Version, error) {
+	if !supported(resourceType) {
+		return nil, unknownType(resourceType)
+	}
+	var row *sql.Row
+	if n == 0 {
+		row = s.readStmt.QueryRowContext(ctx, resourceType, id)
+	} else {
+		row = s.vreadStmt.QueryRowContext(ctx, resourceType, id, n)
+	}
+	v := &Version{Type: resourceType, ID: id}
+	var deleted int
+	var lu int64
+	var body []byte
+	if err := row.Scan(&v.seq, &v.Version, &deleted, &lu, &body); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, ErrNotFound
+		}
+		return nil, fmt.Errorf("read %s/%s: %w", resourceType, id, err)
+	}
+	v.LastUpdated = time.UnixMilli(lu).UTC()
+	if deleted != 0 {
+		v.Deleted = true
+		return v, ErrGone
+	}
+	v.Body = body
+	return v, nil
+}
+
+// History returns every version of a resource, newest first.
+func (s *Store) History(ctx context.Context, resourceType, id string, limit int) ([]*Version, error) {
+	if !supported(resourceType) {
+		return nil, unknownType(resourceType)
+	}
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := s.db.Read.QueryContext(ctx,
+		`SELECT vid, version, deleted, lu, body FROM res WHERE type = ? AND id = ? ORDER BY version DESC LIMIT ?`,
+		resourceType, id, limit)
+	if err != nil {
+		return nil, fmt.Errorf("history %s/%s: %w", resourceType, id, err)
+	}
+	defer rows.Close()
+	var out []*Version
+	for rows.Next() {
+		v := &Version{Type: resourceType, ID: id}
+		var deleted int
+		var lu int64
+		if err := rows.Scan(&v.seq, &v.Version, &deleted, &lu, (*[]byte)(&v.Body)); err != nil {
+			return nil, fmt.Errorf("history %s/%s: %w", resourceType, id, err)
+		}
+		v.Deleted = deleted != 0
+		v.LastUpdated = time.UnixMilli(lu).UTC()
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("history %s/%s: %w", resourceType, id, err)
+	}
+	if len(out) == 0 {
+		return nil, ErrNotFound
+	}
+	return out, nil
+}
+
+// guard inspects a write inside its transaction: prev is the current body
+// (nil when absent or deleted), next the new canonical body (nil for a
+// delete). A non-nil error aborts the write.
+type guard func(prev, next json.RawMessage) error
+
+// Create stores a new resource of the body's type under a server-assigned id.
+func (s *Store) Create(ctx context.Context, body []byte) (*Version, error) {
+	return s.create(ctx, "", body, nil)
+}
+
+func (s *Store) create(ctx context.Context, wantType string, body []byte, g guard) (*Version, error) {
+	r, err := s.codec.Parse(body)
+	if err != nil {
+		return nil, err
+	}
+	if wantType != "" && r.Type != wantType {
+		return nil, badRequest("invalid", "resourceType "+strconv.Quote(r.Type)+" does not match the URL", "resourceType")
+	}
+	if !supported(r.Type) {
+		return nil, unknownType(r.Type)
+	}
+	id := newID()
+	return s.write(ctx, r, id, 0, g, true)
+}
+
+// Update stores a new version of resourceType/id (creating it when
+// absent). ifMatch > 0 requires the current version to be ifMatch (412
+// otherwise).
+func (s *Store) Update(ctx context.Context, resourceType, id string, body []byte, ifMatch int) (*Version, error) {
+	return s.update(ctx, resourceType, id, body, ifMatch, nil)
+}
+
+func (s *Store) update(ctx context.Context, resourceType, id string, body []byte, ifMatch int, g guard) (*Version, error) {
+	if !supported(resourceType) {
+		return nil, unknownType(resourceType)
+	}
+	if !idPattern.MatchString(id) {
+		return nil, badRequest("value", "invalid resource id")
+	}
+	r, err := s.codec.Parse(body)
+	if err != nil {
+		return nil, err
+	}
+	if r.Type != resourceType {
+		return nil, badRequest("invalid", "resourceType "+strconv.Quote(r.Type)+" does not match the URL", "resourceType")
+	}
+	if r.ID != id {
+		return nil, badRequest("invalid", "the body's id must equal the id in the URL", resourceType+".id")
+	}
+	return s.write(ctx, r, id, ifMatch, g, false)
+}
+
+func versionConflict(msg string) error {
+	return newOutcomeError(http.StatusPreconditionFailed, "conflict", msg)
+}
+
+func (s *Store) write(ctx context.Context, r *Resource, id string, ifMatch int, g guard, mustBeNew bool) (*Version, error) {
+	var out *Version
+	err := s.db.WriteTx(ctx, func(tx *sql.Tx) error {
+		cur, err := currentTx(ctx, tx, r.Type, id)
+		if err != nil {
+			return err
+		}
+		if mustBeNew && cur != nil {
+			return newOutcomeError(http.StatusConflict, "duplicate", "id already in use")
+		}
+		if ifMatch > 0 && (cur == nil || cur.Version != ifMatch) {
+			return versionConflict("If-Match does not match the current version")
+		}
+		version := 1
+		var prevVid int64
+		var prevBody json.RawMessage
+		if cur != nil {
+			version, prevVid = cur.Version+1, cur.seq
+			if !cur.Deleted {
+				prevBody = cur.Body
+			}
+		}
+		at := s.now().UTC().Truncate(time.Millisecond)
+		body, err := s.codec.stamp(r, id, version, at)
+		if err != nil {
+			return err
+		}
+		if g != nil {
+			if err := g(prevBody, body); err != nil {
+				return err
+			}
+		}
+		doc, err := decodeDoc(body)
+		if err != nil {
+			return fmt.Errorf("decode canonical %s: %w", r.Type, err)
+		}
+		ins, err := prepareInsert(ctx, tx)
+		if err != nil {
+			return err
+		}
+		defer ins.close()
+		vid, err := ins.insert(ctx, r.Type, id, version, prevVid, at.UnixMilli(), body, extractIndex(r.Type, doc, s.base))
+		if err != nil {
+			return err
+		}
+		out = &Version{Type: r.Type, ID: id, Version: version, LastUpdated: at, Body: body, Created: cur == nil || cur.Deleted, seq: vid}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Delete records a deletion of resourceType/id. Deleting a deleted
+// resource is a no-op; an unknown one is ErrNotFound.
+func (s *Store) Delete(ctx context.Context, resourceType, id string) error {
+	return s.delete(ctx, resourceType, id, 0, nil)
+}
+
+func (s *Store) delete(ctx context.Context, resourceType, id string, ifMatch int, g guard) error {
+	if !supported(resourceType) {
+		return unknownType(resourceType)
+	}
+	return s.db.WriteTx(ctx, func(tx *sql.Tx) error {
+		cur, err := currentTx(ctx, tx, resourceType, id)
+		if err != nil {
+			return err
+		}
+		if cur == nil {
+			return ErrNotFound
+		}
+		if ifMatch > 0 && cur.Version != ifMatch {
+			return versionConflict("If-Match does not match the current version")
+		}
+		if cur.Deleted {
+			return nil
+		}
+		if g != nil {
+			if err := g(cur.Body, nil); err != nil {
+				return err
+			}
+		}
+		at := s.now().UTC().Truncate(time.Millisecond)
+		res, err := tx.ExecContext(ctx, `INSERT INTO res (type, id, version, deleted, lu, body) VALUES (?, ?, ?, 1, ?, NULL)`,
+			resourceType, id, cur.Version+1, at.UnixMilli())
+		if err != nil {
+			return fmt.Errorf("delete %s/%s: %w", resourceType, id, err)
+		}
+		vid, err := res.LastInsertId()
+		if err != nil {
+			return fmt.Errorf("delete %s/%s: %w", resourceType, id, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE res SET vto = ? WHERE vid = ?`, vid, cur.seq); err != nil {
+			return fmt.Errorf("delete %s/%s: %w", resourceType, id, err)
+		}
+		return nil
+	})
+}
+
+func currentTx(ctx context.Context, tx *sql.Tx, resourceType, id string) (*Version, error) {
+	v := &Version{Type: resourceType, ID: id}
+	var deleted int
+	var lu int64
+	err := tx.QueryRowContext(ctx, `SELECT vid, version, deleted, lu, body FROM res WHERE type = ? AND id = ? ORDER BY version DESC LIMIT 1`,
+		resourceType, id).Scan(&v.seq, &v.Version, &deleted, &lu, (*[]byte)(&v.Body))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read current %s/%s: %w", resourceType, id, err)
+	}
+	v.Deleted = deleted != 0
+	v.LastUpdated = time.UnixMilli(lu).UTC()
+	return v, nil
+}
+
+// inserter holds the statements of one write transaction.
+type inserter struct {
+	res, vto, tok, str, date, ref *sql.Stmt
+}
+
+func prepareInsert(ctx context.Context, tx *sql.Tx) (*inserter, error) {
+	var in inserter
+	var err error
+	for _, p := range []struct {
+		dst **sql.Stmt
+		q   string
+	}{
+		{&in.res, `INSERT INTO res (type, id, version, deleted, lu, body) VALUES (?, ?, ?, 0, ?, ?)`},
+		{&in.vto, `UPDATE res SET vto = ? WHERE vid = ?`},
+		{&in.tok, `INSERT OR IGNORE INTO token_idx (type, param, value, system, vid) VALUES (?, ?, ?, ?, ?)`},
+		{&in.str, `INSERT OR IGNORE INTO string_idx (type, param, norm, raw, vid) VALUES (?, ?, ?, ?, ?)`},
+		{&in.date, `INSERT INTO date_idx (type, param, lo, hi, vid) VALUES (?, ?, ?, ?, ?)`},
+		{&in.ref, `INSERT OR IGNORE INTO ref_idx (type, param, ttype, tid, base, vid) VALUES (?, ?, ?, ?, ?, ?)`},
+	} {
+		if *p.dst, err = tx.PrepareContext(ctx, p.q); err != nil {
+			in.close()
+			return nil, fmt.Errorf("prepare insert: %w", err)
+		}
+	}
+	return &in, nil
+}
+
+func (in *inserter) close() {
+	for _, s := range []*sql.Stmt{in.res, in.vto, in.tok, in.str, in.date, in.ref} {
+		if s != nil {
+			s.Close()
+		}
+	}
+}
+
+func (in *inserter) insert(ctx context.Context, rt, id string, version int, prevVid, lu int64, body []byte, ix indexRows) (int64, error) {
+	res, err := in.res.ExecContext(ctx, rt, id, version, lu, body)
+	if err != nil {
+		return 0, fmt.Errorf("insert %s/%s: %w", rt, id, err)
+	}
+	vid, err := res.LastInsertId()
+	if err != nil {
+		return 0, fmt.Errorf("insert %s/%s: %w", rt, id, err)
+	}
+	if prevVid > 0 {
+		if _, err := in.vto.ExecContext(ctx, vid, prevVid); err != nil {
+			return 0, fmt.Errorf("supersede %s/%s: %w", rt, id, err)
+		}
+	}
+	for _, t := range ix.tokens {
+		if _, err := in.tok.ExecContext(ctx, rt, t.param, t.value, t.system, vid); err != nil {
+			return 0, fmt.Errorf("index %s/%s: %w", rt, id, err)
+		}
+	}
+	for _, t := range ix.strings {
+		if _, err := in.str.ExecContext(ctx, rt, t.param, t.norm, t.raw, vid); err != nil {
+			return 0, fmt.Errorf("index %s/%s: %w", rt, id, err)
+		}
+	}
+	for _, t := range ix.dates {
+		if _, err := in.date.ExecContext(ctx, rt, t.param, t.lo, t.hi, vid); err != nil {
+			return 0, fmt.Errorf("index %s/%s: %w", rt, id, err)
+		}
+	}
+	for _, t := range ix.refs {
+		if _, err := in.ref.ExecContext(ctx, rt, t.param, t.ttype, t.tid, t.base, vid); err != nil {
+			return 0, fmt.Errorf("index %s/%s: %w", rt, id, err)
+		}
+	}
+	return vid, nil
+}
+
+// loadBatch is the number of resources per Load transaction.
+const loadBatch = 5000
+
+// Load creates or replaces resources with the ids they carry, in large
+// transactions. With validate=false the caller is trusted (generated
+// worlds): bodies are canonicalised without jsonformat (sorted keys,
+// compact, numbers as written) and indexed; with validate=true each runs
+// through the Codec. Either way id and meta are set by the store. Load is
+// all or nothing per batch of 5000.
+func (s *Store) Load(ctx context.Context, resources []json.RawMessage, validate bool) error {
+	for start := 0; start < len(resources); start += loadBatch {
+		end := min(start+loadBatch, len(resources))
+		if err := s.loadBatch(ctx, resources[start:end], validate, start); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) loadBatch(ctx context.Context, batch []json.RawMessage, validate bool, offset int) error {
+	type prepared struct {
+		rt, id string
+		r      *Resource
+		doc    map[string]any
+	}
+	items := make([]prepared, len(batch))
+	for i, raw := range batch {
+		doc, err := decodeDoc(raw)
+		if err != nil {
+			return fmt.Errorf("load resource %d: %w", offset+i, badRequest("structure", "body is not a JSON object"))
+		}
+		rt, _ := doc["resourceType"].(string)
+		id, _ := doc["id"].(string)
+		if !supported(rt) {
+			return fmt.Errorf("load resource %d: %w", offset+i, unknownType(rt))
+		}
+		if !idPattern.MatchString(id) {
+			return fmt.Errorf("load resource %d: %w", offset+i, badRequest("value", "invalid or missing id"))
+		}
+		p := prepared{rt: rt, id: id, doc: doc}
+		if validate {
+			if p.r, err = s.codec.Parse(raw); err != nil {
+				return fmt.Errorf("load %s/%s: %w", rt, id, err)
+			}
+		}
+		items[i] = p
+	}
+	at := s.now().UTC().Truncate(time.Millisecond)
+	return s.db.WriteTx(ctx, func(tx *sql.Tx) error {
+		ins, err := prepareInsert(ctx, tx)
+		if err != nil {
+			return err
+		}
+		defer ins.close()
+		for _, p := range items {
+			cur, err := currentTx(ctx, tx, p.rt, p.id)
+			if err != nil {
+				return err
+			}
+			version, prevVid := 1, int64(0)
+			if cur != nil {
+				version, prevVid = cur.Version+1, cur.seq
+			}
+			var body []byte
+			doc := p.doc
+			if p.r != nil {
+				if body, err = s.codec.stamp(p.r, p.id, version, at); err != nil {
+					return err
+				}
+				if doc, err = decodeDoc(body); err != nil {
+					return fmt.Errorf("decode canonical %s/%s: %w", p.rt, p.id, err)
+				}
+			} else {
+				meta, _ := doc["meta"].(map[string]any)
+				if meta == nil {
+					meta = map[string]any{}
+				}
+				meta["versionId"] = strconv.Itoa(version)
+				meta["lastUpdated"] = at.Format("2006-01-02T15:04:05.000Z07:00")
+				doc["meta"] = meta
+				if body, err = canonicalJSON(doc); err != nil {
+					return fmt.Errorf("encode %s/%s: %w", p.rt, p.id, err)
+				}
+			}
+			if _, err := ins.insert(ctx, p.rt, p.id, version, prevVid, at.UnixMilli(), body, extractIndex(p.rt, doc, s.base)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// canonicalJSON encodes like jsonformat: sorted keys, compact, no HTML
+// escaping.
+func canonicalJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+}
+
+// Meta returns a value of the store's small key/value table.
+func (s *Store) Meta(ctx context.Context, key string) (string, bool, error) {
+	var v string
+	err := s.db.Read.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("read meta %q: %w", key, err)
+	}
+	return v, true, nil
+}
+
+// SetMeta stores a value in the store's key/value table.
+func (s *Store) SetMeta(ctx context.Context, key, value string) error {
+	return s.db.WriteTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, value); err != nil {
+			return fmt.Errorf("write meta %q: %w", key, err)
+		}
+		return nil
+	})
+}
+
+func newID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
