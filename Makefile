@@ -1,0 +1,42 @@
+# sim — the two commands a newcomer needs are `make run` and `make test`.
+GO       ?= go
+BIN      := bin/sim
+PKGS     := ./...
+FUZZTIME ?= 30s
+
+.PHONY: all build run test bench fuzz lint clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/sim
+
+## run: build, then serve the default world (URLs and demo logins are printed)
+run: build
+	./$(BIN) serve
+
+## test: vet, then every test with the race detector (fuzz targets run their seeds)
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -race -timeout 15m $(PKGS)
+
+## bench: the benchmark suite (not part of make test)
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s $(PKGS)
+
+## fuzz: each fuzz target for FUZZTIME
+fuzz:
+	@for pkg in $$($(GO) list $(PKGS)); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+## lint: formatting, vet, and the import layering (nothing imports upward)
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet $(PKGS)
+	./.ci/layering
+
+clean:
+	rm -rf bin

@@ -1,0 +1,188 @@
+package scenarios
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/smart-sim/sim/ehr"
+	"github.com/smart-sim/sim/internal/trace"
+)
+
+// controlAPI is the JSON API scripts and test suites drive sim with
+// (contract.md "Control API"). It is mounted under /api on the console
+// origin.
+type controlAPI struct {
+	r      *Running
+	logger *slog.Logger
+}
+
+func (a *controlAPI) mount(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/world", a.world)
+	mux.HandleFunc("POST /api/launches", a.launch)
+	mux.HandleFunc("GET /api/traces", a.traces)
+	mux.HandleFunc("GET /api/traces/{id}", a.traceByID)
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		apiError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+}
+
+// WorldView is the body of GET {api}/world.
+type WorldView struct {
+	Name     string        `json:"name"`
+	Seed     int64         `json:"seed"`
+	Servers  Ready         `json:"servers"`
+	Users    []UserView    `json:"users"`
+	Patients []PatientView `json:"patients"`
+	Total    int           `json:"total_patients"`
+	Offset   int           `json:"offset"`
+	Limit    int           `json:"limit"`
+	Classes  map[string]int `json:"classes"`
+	Apps     []AppView     `json:"apps"`
+}
+
+// UserView is one demo login.
+type UserView struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+	FHIRUser string `json:"fhirUser"`
+	Kind     string `json:"kind"`
+}
+
+// PatientView is one EHR patient and the truth of its presence at Other.
+type PatientView struct {
+	EHRID string `json:"ehr_id"`
+	Class string `json:"class"`
+	// OtherID is the record a correct identifier match finds; null unless
+	// the class is shared.
+	OtherID      *string          `json:"other_id"`
+	OtherRecords []string         `json:"other_records"`
+	Identifiers  []IdentifierView `json:"identifiers"`
+	// Drifted lists the Other records whose name or birth date differ
+	// slightly from the EHR's.
+	Drifted []string `json:"drifted,omitempty"`
+}
+
+// IdentifierView is a FHIR identifier.
+type IdentifierView struct {
+	System string `json:"system"`
+	Value  string `json:"value"`
+}
+
+// AppView is one registered app.
+type AppView struct {
+	ClientID     string   `json:"client_id"`
+	Name         string   `json:"name"`
+	SoftwareID   string   `json:"software_id,omitempty"`
+	Type         string   `json:"type"`
+	RedirectURIs []string `json:"redirect_uris"`
+	LaunchURL    string   `json:"launch_url,omitempty"`
+	Scope        string   `json:"scope,omitempty"`
+	RegisteredAt []string `json:"registered_at"`
+}
+
+const defaultWorldLimit = 1000
+
+func (a *controlAPI) world(w http.ResponseWriter, r *http.Request) {
+	limit, offset := defaultWorldLimit, 0
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			apiError(w, http.StatusBadRequest, "invalid_request", "limit must be a non-negative integer")
+			return
+		}
+		limit = n
+	}
+	if s := r.URL.Query().Get("offset"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			apiError(w, http.StatusBadRequest, "invalid_request", "offset must be a non-negative integer")
+			return
+		}
+		offset = n
+	}
+	writeJSON(w, http.StatusOK, a.r.worldView(offset, limit))
+}
+
+// LaunchRequest is the body of POST {api}/launches.
+type LaunchRequest struct {
+	ClientID  string `json:"client_id"`
+	LaunchURL string `json:"launch_url"`
+	Patient   string `json:"patient"`
+	User      string `json:"user"`
+	Encounter string `json:"encounter,omitempty"`
+}
+
+func (a *controlAPI) launch(w http.ResponseWriter, r *http.Request) {
+	var req LaunchRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		apiError(w, http.StatusBadRequest, "invalid_request", "body must be a JSON object with client_id, launch_url, patient, user and optionally encounter: "+err.Error())
+		return
+	}
+	if req.ClientID == "" || req.Patient == "" || req.User == "" {
+		apiError(w, http.StatusBadRequest, "invalid_request", "client_id, patient and user are required")
+		return
+	}
+	u, err := a.r.ehrAS.NewLaunch(r.Context(), ehr.LaunchRequest{
+		ClientID: req.ClientID, LaunchURL: req.LaunchURL, Patient: req.Patient, User: req.User, Encounter: req.Encounter,
+	})
+	if err != nil {
+		code := "invalid_request"
+		switch {
+		case errors.Is(err, ehr.ErrUnknownClient):
+			code = "unknown_client"
+		case errors.Is(err, ehr.ErrUnknownPatient):
+			code = "unknown_patient"
+		case errors.Is(err, ehr.ErrUnknownUser):
+			code = "unknown_user"
+		case errors.Is(err, ehr.ErrUnknownEncounter):
+			code = "unknown_encounter"
+		case errors.Is(err, ehr.ErrNoLaunchURL):
+			code = "no_launch_url"
+		default:
+			a.logger.ErrorContext(r.Context(), "create launch", "err", err)
+			apiError(w, http.StatusInternalServerError, "server_error", "the launch could not be created")
+			return
+		}
+		apiError(w, http.StatusBadRequest, code, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"url": u})
+}
+
+func (a *controlAPI) traces(w http.ResponseWriter, r *http.Request) {
+	flows := a.r.Trace.Flows()
+	if s := r.URL.Query().Get("limit"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil && n >= 0 && n < len(flows) {
+			flows = flows[:n]
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string][]trace.Flow{"flows": flows})
+}
+
+func (a *controlAPI) traceByID(w http.ResponseWriter, r *http.Request) {
+	f, ok := a.r.Trace.Flow(r.PathValue("id"))
+	if !ok {
+		apiError(w, http.StatusNotFound, "not_found", "no such flow")
+		return
+	}
+	writeJSON(w, http.StatusOK, f)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func apiError(w http.ResponseWriter, status int, code, desc string) {
+	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
+}

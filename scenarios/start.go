@@ -1,0 +1,424 @@
+package scenarios
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/smart-sim/sim/ehr"
+	"github.com/smart-sim/sim/fhirstore"
+	"github.com/smart-sim/sim/fhirstore/synth"
+	"github.com/smart-sim/sim/internal/httpkit"
+	"github.com/smart-sim/sim/internal/trace"
+)
+
+// Options says where and how a world runs.
+type Options struct {
+	// Host is the address every origin listens on (default 127.0.0.1).
+	Host string
+	// Port is the EHR origin's port; Other gets Port+1 and the console
+	// Port+2. 0 picks each at random.
+	Port int
+	// DataDir keeps the stores across restarts; "" uses a temporary
+	// directory removed by Close.
+	DataDir string
+	// Reset discards what DataDir holds before starting.
+	Reset bool
+	// Logger receives server logs; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock of every server (default time.Now).
+	Now func() time.Time
+}
+
+// Ready is what `sim serve --ready-file` writes (contract.md): the base URLs
+// of everything that listens.
+type Ready struct {
+	EHRFHIR     string `json:"ehr_fhir"`
+	OtherFHIR   string `json:"other_fhir"`
+	Console     string `json:"console"`
+	API         string `json:"api"`
+	EHRIssuer   string `json:"ehr_issuer"`
+	OtherIssuer string `json:"other_issuer,omitempty"`
+	Brands      string `json:"brands"`
+	PID         int    `json:"pid"`
+}
+
+// Running is a started world. Close stops it.
+type Running struct {
+	World      *World
+	Population *synth.Population
+	Trace      *trace.Recorder
+
+	ready      Ready
+	logger     *slog.Logger
+	ehrAS      *ehr.Server
+	ehrStore   *fhirstore.Store
+	otherStore *fhirstore.Store
+	tmpDir     string
+
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	serveErrs []error
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Ready returns the URLs of the running world.
+func (r *Running) Ready() Ready { return r.ready }
+
+// Start builds and serves a world: it listens first (so every server is
+// built with its real URL), generates the directories, loads them into one
+// SQLite store per FHIR server (or reuses the stores in DataDir), starts the
+// authorization servers, and serves three origins until Close.
+func Start(ctx context.Context, w *World, opt Options) (_ *Running, err error) {
+	if opt.Host == "" {
+		opt.Host = "127.0.0.1"
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	r := &Running{World: w, logger: opt.Logger, Trace: trace.NewRecorder(200, opt.Now)}
+	defer func() {
+		if err != nil {
+			r.Close(context.Background())
+		}
+	}()
+
+	lns, err := listen(opt.Host, opt.Port)
+	if err != nil {
+		return nil, err
+	}
+	ehrOrigin, otherOrigin, consoleOrigin := origin(lns[0]), origin(lns[1]), origin(lns[2])
+	r.ready = Ready{
+		EHRFHIR:     ehrOrigin + "/fhir",
+		OtherFHIR:   otherOrigin + "/fhir",
+		Console:     consoleOrigin,
+		API:         consoleOrigin + "/api",
+		EHRIssuer:   ehrOrigin + "/auth",
+		Brands:      ehrOrigin + "/brands/bundle.json",
+		PID:         os.Getpid(),
+	}
+	closeListeners := func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}
+
+	dataDir := opt.DataDir
+	if dataDir == "" {
+		if dataDir, err = os.MkdirTemp("", "sim-"); err != nil {
+			closeListeners()
+			return nil, fmt.Errorf("create temporary data directory: %w", err)
+		}
+		r.tmpDir = dataDir
+	} else if err := prepareDataDir(dataDir, opt.Reset); err != nil {
+		closeListeners()
+		return nil, err
+	}
+
+	cfg := w.SynthConfig()
+	if r.Population, err = synth.Generate(cfg); err != nil {
+		closeListeners()
+		return nil, fmt.Errorf("generate world: %w", err)
+	}
+	if err := r.openStores(ctx, dataDir, opt); err != nil {
+		closeListeners()
+		return nil, err
+	}
+
+	ehrAS, err := ehr.New(ctx, ehr.Config{
+		Issuer:   r.ready.EHRIssuer,
+		FHIRBase: r.ready.EHRFHIR,
+		Origin:   ehrOrigin,
+		OrgName:  cfg.EHR.Name,
+		Others: []ehr.Org{{
+			Name:     cfg.Other.Name,
+			FHIRBase: r.ready.OtherFHIR,
+		}},
+		Users:     newUsers(r.Population.Users),
+		Patients:  &patients{store: r.ehrStore, mrnSystem: cfg.EHR.MRNSystem},
+		Clients:   w.clientsFor("ehr", r.ready),
+		Lifetimes: w.ehrLifetimes(),
+		Strict:    w.Strict,
+		DataPath:  filepath.Join(dataDir, "ehr-auth.db"),
+		Now:       opt.Now,
+		Logger:    opt.Logger.With("server", "ehr-as"),
+	})
+	if err != nil {
+		closeListeners()
+		return nil, fmt.Errorf("start EHR authorization server: %w", err)
+	}
+	r.ehrAS = ehrAS
+
+	ehrMux := http.NewServeMux()
+	ehrAS.Mount(ehrMux)
+	ehrSec := ehrAS.SecurityURIs()
+	ehrMux.Handle("/fhir/", fhirstore.NewHandler(fhirstore.HandlerConfig{
+		Store:    r.ehrStore,
+		BaseURL:  r.ready.EHRFHIR,
+		Verifier: accessVerifier(ehrAS.VerifyAccess),
+		Security: &fhirstore.SecurityURIs{
+			Authorize: ehrSec.Authorize, Token: ehrSec.Token, Register: ehrSec.Register,
+			Introspect: ehrSec.Introspect, Revoke: ehrSec.Revoke,
+		},
+		Logger: opt.Logger.With("server", "ehr-fhir"),
+	}))
+
+	otherMux := http.NewServeMux()
+	otherMux.Handle("/fhir/", fhirstore.NewHandler(fhirstore.HandlerConfig{
+		Store:   r.otherStore,
+		BaseURL: r.ready.OtherFHIR,
+		Logger:  opt.Logger.With("server", "other-fhir"),
+	}))
+
+	consoleMux := http.NewServeMux()
+	(&controlAPI{r: r, logger: opt.Logger.With("server", "console")}).mount(consoleMux)
+	consoleMux.HandleFunc("GET /{$}", r.home)
+
+	serveCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r.cancel = cancel
+	for i, h := range []struct {
+		name string
+		mux  http.Handler
+	}{{"ehr", ehrMux}, {"other", otherMux}, {"console", consoleMux}} {
+		handler := httpkit.CORS(httpkit.Wrap(h.name, opt.Logger, h.mux))
+		ln := lns[i]
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			if err := httpkit.Serve(serveCtx, ln, handler, opt.Logger, 5*time.Second); err != nil {
+				r.mu.Lock()
+				r.serveErrs = append(r.serveErrs, err)
+				r.mu.Unlock()
+			}
+		}()
+	}
+	opt.Logger.InfoContext(ctx, "world started", "ehr_fhir", r.ready.EHRFHIR, "other_fhir", r.ready.OtherFHIR, "console", r.ready.Console)
+	return r, nil
+}
+
+// listen opens the three origins' listeners: port, port+1, port+2, or
+// three ephemeral ports when port is 0.
+func listen(host string, port int) ([]net.Listener, error) {
+	var lns []net.Listener
+	for i := range 3 {
+		p := 0
+		if port != 0 {
+			p = port + i
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return nil, fmt.Errorf("listen on %s port %d: %w", host, p, err)
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}
+
+// origin is the base URL of a listener. An unspecified address (0.0.0.0)
+// is reached on the loopback address.
+func origin(ln net.Listener) string {
+	addr := ln.Addr().(*net.TCPAddr)
+	host := addr.IP.String()
+	if addr.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, strconv.Itoa(addr.Port))
+}
+
+// The files a data directory holds.
+var dataFiles = []string{"ehr-fhir.db", "other-fhir.db", "ehr-auth.db", "other-auth.db"}
+
+func prepareDataDir(dir string, reset bool) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	if !reset {
+		return nil
+	}
+	for _, f := range dataFiles {
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			if err := os.Remove(filepath.Join(dir, f+suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("reset data directory: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+const fingerprintKey = "world_fingerprint"
+
+// openStores opens both FHIR stores and, when they are new, loads the
+// generated directories into them (both sides at once). A store that holds
+// another world is an error: the data would not match the world's truth.
+func (r *Running) openStores(ctx context.Context, dataDir string, opt Options) error {
+	fp := r.World.Fingerprint()
+	sides := []struct {
+		name  string
+		file  string
+		base  string
+		res   []synth.Resource
+		store **fhirstore.Store
+	}{
+		{"EHR", "ehr-fhir.db", r.ready.EHRFHIR, r.Population.EHR, &r.ehrStore},
+		{"Other", "other-fhir.db", r.ready.OtherFHIR, r.Population.Other, &r.otherStore},
+	}
+	errs := make([]error, len(sides))
+	var wg sync.WaitGroup
+	for i, s := range sides {
+		st, err := fhirstore.Open(ctx, fhirstore.Options{
+			Path:    filepath.Join(dataDir, s.file),
+			Now:     opt.Now,
+			Logger:  opt.Logger,
+			BaseURL: s.base,
+		})
+		if err != nil {
+			return fmt.Errorf("open %s store: %w", s.name, err)
+		}
+		*s.store = st
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = loadSide(ctx, st, s.name, fp, s.res, r.placeholders())
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// placeholders maps the generator's stand-in server addresses to the real
+// ones, known only now that the servers listen.
+func (r *Running) placeholders() map[string]string {
+	return map[string]string{
+		"https://ehr.sim.invalid/fhir":   r.ready.EHRFHIR,
+		"https://other.sim.invalid/fhir": r.ready.OtherFHIR,
+		"https://other.sim.invalid":      originOf(r.ready.OtherFHIR),
+		"https://ehr.sim.invalid":        originOf(r.ready.EHRFHIR),
+	}
+}
+
+func originOf(fhirBase string) string { return fhirBase[:len(fhirBase)-len("/fhir")] }
+
+func loadSide(ctx context.Context, st *fhirstore.Store, side, fp string, res []synth.Resource, places map[string]string) error {
+	have, ok, err := st.Meta(ctx, fingerprintKey)
+	if err != nil {
+		return fmt.Errorf("read %s store: %w", side, err)
+	}
+	if ok && have != fp {
+		return fmt.Errorf("the data directory holds another world (%s store fingerprint %s, this world %s): start with --reset to discard it, or use another --data directory", side, have, fp)
+	}
+	// Endpoints carry the servers' addresses, which change between runs
+	// without --port: they are rewritten on every start.
+	var batch []json.RawMessage
+	for _, x := range res {
+		if ok && x.Type != "Endpoint" {
+			continue
+		}
+		body := x.JSON
+		if x.Type == "Endpoint" {
+			for from, to := range places {
+				body = bytes.ReplaceAll(body, []byte(`"`+from), []byte(`"`+to))
+			}
+		}
+		batch = append(batch, body)
+	}
+	if err := st.Load(ctx, batch, false); err != nil {
+		return fmt.Errorf("load %s directory: %w", side, err)
+	}
+	if !ok {
+		if err := st.SetMeta(ctx, fingerprintKey, fp); err != nil {
+			return fmt.Errorf("record %s world fingerprint: %w", side, err)
+		}
+	}
+	return nil
+}
+
+// Close stops the servers (letting in-flight requests finish), closes the
+// stores and removes the temporary data directory. It is safe to call more
+// than once.
+func (r *Running) Close(ctx context.Context) error {
+	r.closeOnce.Do(func() {
+		if r.cancel != nil {
+			r.cancel()
+		}
+		r.wg.Wait()
+		errs := append([]error(nil), r.serveErrs...)
+		if r.ehrAS != nil {
+			errs = append(errs, r.ehrAS.Close())
+		}
+		for _, st := range []*fhirstore.Store{r.ehrStore, r.otherStore} {
+			if st != nil {
+				errs = append(errs, st.Close())
+			}
+		}
+		if r.tmpDir != "" {
+			errs = append(errs, os.RemoveAll(r.tmpDir))
+		}
+		r.closeErr = errors.Join(errs...)
+	})
+	return r.closeErr
+}
+
+// DemoLogins are the world's users, for the start-up banner.
+func (r *Running) DemoLogins() []UserView { return r.userViews() }
+
+func (r *Running) userViews() []UserView {
+	out := make([]UserView, 0, len(r.Population.Users))
+	for _, u := range r.Population.Users {
+		out = append(out, UserView{Username: u.Username, Password: u.Password, FHIRUser: r.ready.EHRFHIR + "/" + u.FHIRUser, Kind: u.Kind})
+	}
+	return out
+}
+
+func (r *Running) worldView(offset, limit int) WorldView {
+	truth := r.Population.Truth
+	v := WorldView{
+		Name: r.World.Name(), Seed: r.World.Seed, Servers: r.ready, Users: r.userViews(),
+		Total: len(truth), Offset: offset, Limit: limit, Classes: r.Population.Classes,
+		Apps: r.World.appViews(r.ready),
+	}
+	end := min(len(truth), offset+limit)
+	for i := min(offset, end); i < end; i++ {
+		t := truth[i]
+		p := PatientView{EHRID: t.EHRID, Class: t.Class, OtherRecords: t.OtherRecords, Drifted: t.Drifted}
+		if p.OtherRecords == nil {
+			p.OtherRecords = []string{}
+		}
+		if t.OtherID != "" {
+			id := t.OtherID
+			p.OtherID = &id
+		}
+		for _, id := range t.Identifiers {
+			p.Identifiers = append(p.Identifiers, IdentifierView{System: id.System, Value: id.Value})
+		}
+		v.Patients = append(v.Patients, p)
+	}
+	if v.Patients == nil {
+		v.Patients = []PatientView{}
+	}
+	return v
+}
+
+// home is the console's front page until the full console exists: the
+// ecosystem at a glance.
+func (r *Running) home(w http.ResponseWriter, req *http.Request) {
+	writeJSON(w, http.StatusOK, r.ready)
+}
+
