@@ -66,9 +66,9 @@ type Running struct {
 	otherStore *fhirstore.Store
 	tmpDir     string
 
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	mu      sync.Mutex
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	mu        sync.Mutex
 	serveErrs []error
 	closeOnce sync.Once
 	closeErr  error
@@ -104,13 +104,13 @@ func Start(ctx context.Context, w *World, opt Options) (_ *Running, err error) {
 	}
 	ehrOrigin, otherOrigin, consoleOrigin := origin(lns[0]), origin(lns[1]), origin(lns[2])
 	r.ready = Ready{
-		EHRFHIR:     ehrOrigin + "/fhir",
-		OtherFHIR:   otherOrigin + "/fhir",
-		Console:     consoleOrigin,
-		API:         consoleOrigin + "/api",
-		EHRIssuer:   ehrOrigin + "/auth",
-		Brands:      ehrOrigin + "/brands/bundle.json",
-		PID:         os.Getpid(),
+		EHRFHIR:   ehrOrigin + "/fhir",
+		OtherFHIR: otherOrigin + "/fhir",
+		Console:   consoleOrigin,
+		API:       consoleOrigin + "/api",
+		EHRIssuer: ehrOrigin + "/auth",
+		Brands:    ehrOrigin + "/brands/bundle.json",
+		PID:       os.Getpid(),
 	}
 	closeListeners := func() {
 		for _, ln := range lns {
@@ -421,4 +421,3 @@ func (r *Running) worldView(offset, limit int) WorldView {
 func (r *Running) home(w http.ResponseWriter, req *http.Request) {
 	writeJSON(w, http.StatusOK, r.ready)
 }
-
