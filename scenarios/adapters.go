@@ -14,6 +14,7 @@ import (
 	"github.com/smart-sim/sim/fhirstore"
 	"github.com/smart-sim/sim/fhirstore/synth"
 	"github.com/smart-sim/sim/internal/authkit"
+	"github.com/smart-sim/sim/otheras"
 )
 
 // users is the world's logins, adapted to what the authorization servers
@@ -197,4 +198,92 @@ type grant struct{ *authkit.Access }
 
 func (g grant) Allows(resourceType string, in fhirstore.Interaction, params url.Values) bool {
 	return g.Access.Allows(resourceType, string(in), params)
+}
+
+// otherUsers gives the world's logins to OtherAS. The users are the EHR's
+// people; at Other they have no FHIR resource of their own.
+type otherUsers struct{ *users }
+
+var _ otheras.UserDirectory = otherUsers{}
+
+func (u otherUsers) Authenticate(ctx context.Context, username, password string) (otheras.User, error) {
+	x, err := u.users.Authenticate(ctx, username, password)
+	if err != nil {
+		return otheras.User{}, otheras.ErrNotFound
+	}
+	return otheras.User{Username: x.Username, DisplayName: x.DisplayName}, nil
+}
+
+func (u otherUsers) Lookup(ctx context.Context, username string) (otheras.User, error) {
+	x, err := u.users.Lookup(ctx, username)
+	if err != nil {
+		return otheras.User{}, otheras.ErrNotFound
+	}
+	return otheras.User{Username: x.Username, DisplayName: x.DisplayName}, nil
+}
+
+// otherDirectory adapts the Other FHIR store to OtherAS's patient matching
+// and picker.
+type otherDirectory struct{ store *fhirstore.Store }
+
+var _ otheras.Directory = otherDirectory{}
+
+func (d otherDirectory) record(raw json.RawMessage) (otheras.PatientRecord, error) {
+	var p patientJSON
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return otheras.PatientRecord{}, fmt.Errorf("decode patient: %w", err)
+	}
+	rec := otheras.PatientRecord{ID: p.ID, Name: p.displayName(), BirthDate: p.BirthDate, Gender: p.Gender}
+	for _, n := range p.Name {
+		if n.Use == "official" || n.Use == "" || rec.Family == "" {
+			rec.Family, rec.Given = n.Family, n.Given
+		}
+	}
+	for _, id := range p.Identifier {
+		rec.Identifiers = append(rec.Identifiers, otheras.Identifier{System: id.System, Value: id.Value})
+	}
+	return rec, nil
+}
+
+func (d otherDirectory) records(res *fhirstore.SearchResult) ([]otheras.PatientRecord, error) {
+	out := make([]otheras.PatientRecord, 0, len(res.Entries))
+	for _, e := range res.Entries {
+		rec, err := d.record(e.Resource)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}
+
+func (d otherDirectory) FindByIdentifier(ctx context.Context, system, value string) ([]otheras.PatientRecord, error) {
+	res, err := d.store.Search(ctx, "Patient", url.Values{"identifier": {system + "|" + value}, "_count": {"10"}})
+	if err != nil {
+		return nil, fmt.Errorf("search patients by identifier: %w", err)
+	}
+	return d.records(res)
+}
+
+func (d otherDirectory) Patient(ctx context.Context, id string) (otheras.PatientRecord, error) {
+	raw, err := d.store.Read(ctx, "Patient", id)
+	if errors.Is(err, fhirstore.ErrNotFound) || errors.Is(err, fhirstore.ErrGone) {
+		return otheras.PatientRecord{}, otheras.ErrNotFound
+	}
+	if err != nil {
+		return otheras.PatientRecord{}, fmt.Errorf("read patient %s: %w", id, err)
+	}
+	return d.record(raw)
+}
+
+func (d otherDirectory) SearchPatients(ctx context.Context, text string, limit int) ([]otheras.PatientRecord, error) {
+	q := url.Values{"_count": {strconv.Itoa(max(1, min(limit, 100)))}}
+	if text = strings.TrimSpace(text); text != "" {
+		q.Set("name", text)
+	}
+	res, err := d.store.Search(ctx, "Patient", q)
+	if err != nil {
+		return nil, fmt.Errorf("search patients: %w", err)
+	}
+	return d.records(res)
 }

@@ -10,8 +10,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/smart-sim/sim/fhirstore/synth"
 	"github.com/smart-sim/sim/internal/httpkit"
 	"github.com/smart-sim/sim/internal/trace"
+	"github.com/smart-sim/sim/otheras"
 )
 
 // Options says where and how a world runs.
@@ -62,6 +65,7 @@ type Running struct {
 	ready      Ready
 	logger     *slog.Logger
 	ehrAS      *ehr.Server
+	otherAS    *otheras.Server
 	ehrStore   *fhirstore.Store
 	otherStore *fhirstore.Store
 	tmpDir     string
@@ -104,13 +108,14 @@ func Start(ctx context.Context, w *World, opt Options) (_ *Running, err error) {
 	}
 	ehrOrigin, otherOrigin, consoleOrigin := origin(lns[0]), origin(lns[1]), origin(lns[2])
 	r.ready = Ready{
-		EHRFHIR:   ehrOrigin + "/fhir",
-		OtherFHIR: otherOrigin + "/fhir",
-		Console:   consoleOrigin,
-		API:       consoleOrigin + "/api",
-		EHRIssuer: ehrOrigin + "/auth",
-		Brands:    ehrOrigin + "/brands/bundle.json",
-		PID:       os.Getpid(),
+		EHRFHIR:     ehrOrigin + "/fhir",
+		OtherFHIR:   otherOrigin + "/fhir",
+		Console:     consoleOrigin,
+		API:         consoleOrigin + "/api",
+		EHRIssuer:   ehrOrigin + "/auth",
+		OtherIssuer: otherOrigin + "/auth",
+		Brands:      ehrOrigin + "/brands/bundle.json",
+		PID:         os.Getpid(),
 	}
 	closeListeners := func() {
 		for _, ln := range lns {
@@ -140,23 +145,63 @@ func Start(ctx context.Context, w *World, opt Options) (_ *Running, err error) {
 		return nil, err
 	}
 
+	// Servers reach each other over HTTP only, through a recorded client:
+	// every exchange between two parties lands in the trace.
+	outbound := &http.Client{Timeout: 10 * time.Second}
+	otherAS, err := otheras.New(ctx, otheras.Config{
+		Issuer:   r.ready.OtherIssuer,
+		FHIRBase: r.ready.OtherFHIR,
+		Origin:   otherOrigin,
+		OrgName:  cfg.Other.Name,
+		TrustedIssuers: []otheras.TrustedEHR{{
+			Issuer:   r.ready.EHRIssuer,
+			FHIRBase: r.ready.EHRFHIR,
+			ClientID: partnerClientID,
+		}},
+		Directory:           otherDirectory{store: r.otherStore},
+		Users:               otherUsers{newUsers(r.Population.Users)},
+		MatchSystems:        w.Match.IdentifierSystems,
+		ConfirmDemographics: w.Match.ConfirmDemographics,
+		Clients:             w.clientsFor(RegisterAtOther, r.ready),
+		Lifetimes:           w.otherLifetimes(),
+		Strict:              w.Strict,
+		DataPath:            filepath.Join(dataDir, "other-auth.db"),
+		Now:                 opt.Now,
+		Logger:              opt.Logger.With("server", "otheras"),
+		HTTPClient:          outbound,
+		Trace:               r.Trace,
+	})
+	if err != nil {
+		closeListeners()
+		return nil, fmt.Errorf("start Other authorization server: %w", err)
+	}
+	r.otherAS = otherAS
+
 	ehrAS, err := ehr.New(ctx, ehr.Config{
 		Issuer:   r.ready.EHRIssuer,
 		FHIRBase: r.ready.EHRFHIR,
 		Origin:   ehrOrigin,
 		OrgName:  cfg.EHR.Name,
 		Others: []ehr.Org{{
-			Name:     cfg.Other.Name,
-			FHIRBase: r.ready.OtherFHIR,
+			Name:         cfg.Other.Name,
+			FHIRBase:     r.ready.OtherFHIR,
+			Capabilities: otheras.Capabilities,
 		}},
-		Users:     newUsers(r.Population.Users),
-		Patients:  &patients{store: r.ehrStore, mrnSystem: cfg.EHR.MRNSystem},
-		Clients:   w.clientsFor("ehr", r.ready),
-		Lifetimes: w.ehrLifetimes(),
-		Strict:    w.Strict,
-		DataPath:  filepath.Join(dataDir, "ehr-auth.db"),
-		Now:       opt.Now,
-		Logger:    opt.Logger.With("server", "ehr-as"),
+		Users:    newUsers(r.Population.Users),
+		Patients: &patients{store: r.ehrStore, mrnSystem: cfg.EHR.MRNSystem},
+		Clients:  w.clientsFor(RegisterAtEHR, r.ready),
+		Partners: []ehr.Partner{{
+			Issuer:   r.ready.OtherIssuer,
+			FHIRBase: r.ready.OtherFHIR,
+			ClientID: partnerClientID,
+			JWKS:     otherAS.PublicJWKS(),
+		}},
+		Lifetimes:  w.ehrLifetimes(),
+		Strict:     w.Strict,
+		DataPath:   filepath.Join(dataDir, "ehr-auth.db"),
+		Now:        opt.Now,
+		Logger:     opt.Logger.With("server", "ehr-as"),
+		HTTPClient: outbound,
 	})
 	if err != nil {
 		closeListeners()
@@ -164,10 +209,8 @@ func Start(ctx context.Context, w *World, opt Options) (_ *Running, err error) {
 	}
 	r.ehrAS = ehrAS
 
-	ehrMux := http.NewServeMux()
-	ehrAS.Mount(ehrMux)
 	ehrSec := ehrAS.SecurityURIs()
-	ehrMux.Handle("/fhir/", fhirstore.NewHandler(fhirstore.HandlerConfig{
+	ehrMux := r.originMux(trace.EHRAS, trace.EHRFHIR, ehrAS.Mount, fhirstore.NewHandler(fhirstore.HandlerConfig{
 		Store:    r.ehrStore,
 		BaseURL:  r.ready.EHRFHIR,
 		Verifier: accessVerifier(ehrAS.VerifyAccess),
@@ -177,12 +220,16 @@ func Start(ctx context.Context, w *World, opt Options) (_ *Running, err error) {
 		},
 		Logger: opt.Logger.With("server", "ehr-fhir"),
 	}))
-
-	otherMux := http.NewServeMux()
-	otherMux.Handle("/fhir/", fhirstore.NewHandler(fhirstore.HandlerConfig{
-		Store:   r.otherStore,
-		BaseURL: r.ready.OtherFHIR,
-		Logger:  opt.Logger.With("server", "other-fhir"),
+	otherSec := otherAS.SecurityURIs()
+	otherMux := r.originMux(trace.OtherAS, trace.OtherFHIR, otherAS.Mount, fhirstore.NewHandler(fhirstore.HandlerConfig{
+		Store:    r.otherStore,
+		BaseURL:  r.ready.OtherFHIR,
+		Verifier: accessVerifier(otherAS.VerifyAccess),
+		Security: &fhirstore.SecurityURIs{
+			Authorize: otherSec.Authorize, Token: otherSec.Token, Register: otherSec.Register,
+			Introspect: otherSec.Introspect, Revoke: otherSec.Revoke,
+		},
+		Logger: opt.Logger.With("server", "other-fhir"),
 	}))
 
 	consoleMux := http.NewServeMux()
@@ -363,6 +410,9 @@ func (r *Running) Close(ctx context.Context) error {
 		if r.ehrAS != nil {
 			errs = append(errs, r.ehrAS.Close())
 		}
+		if r.otherAS != nil {
+			errs = append(errs, r.otherAS.Close())
+		}
 		for _, st := range []*fhirstore.Store{r.ehrStore, r.otherStore} {
 			if st != nil {
 				errs = append(errs, st.Close())
@@ -420,4 +470,38 @@ func (r *Running) worldView(offset, limit int) WorldView {
 // ecosystem at a glance.
 func (r *Running) home(w http.ResponseWriter, req *http.Request) {
 	writeJSON(w, http.StatusOK, r.ready)
+}
+
+// partnerClientID is OtherAS's Backend Services client at the EHR AS.
+const partnerClientID = "otheras"
+
+// originMux routes one organisation's origin: its authorization server
+// (mounted by mount), its FHIR server under /fhir/, and the brand bundle.
+// Each part is recorded in the trace as its own party.
+func (r *Running) originMux(as, fhir trace.Party, mount func(*http.ServeMux), fhirHandler http.Handler) http.Handler {
+	asMux := http.NewServeMux()
+	mount(asMux)
+	asRec := r.Trace.Middleware(as, caller, asMux)
+	mux := http.NewServeMux()
+	mux.Handle("/fhir/", r.Trace.Middleware(fhir, caller, fhirHandler))
+	mux.Handle("/fhir/.well-known/", asRec)
+	mux.Handle("/auth/", asRec)
+	mux.Handle("/brands/", r.Trace.Middleware(trace.Brands, caller, asMux))
+	return mux
+}
+
+// caller tells the party behind an inbound request: the user's browser for
+// the pages of an authorization (authorize, login, picker, consent), the app
+// for everything else. Calls between sim's own servers are recorded by the
+// sender and never reach this.
+func caller(r *http.Request) trace.Party {
+	p := r.URL.Path
+	if !strings.HasPrefix(p, "/auth/") {
+		return trace.App
+	}
+	switch path.Base(p) {
+	case "token", "introspect", "revoke", "register", "jwks", "client-jwks", "openid-configuration", "smart-style.json":
+		return trace.App
+	}
+	return trace.User
 }

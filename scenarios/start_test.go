@@ -70,6 +70,7 @@ func TestWorldTruthMatchesOtherDirectory(t *testing.T) {
 		t.Fatalf("patients = %d of total %d", len(w.Patients), w.Total)
 	}
 	shared := scenarios.DefaultWorld().SharedIdentifierSystem
+	otherToken := standaloneAtOther(t, r, "dr.smith", "user/Patient.rs").AccessToken
 	seen := map[string]int{}
 	for _, p := range w.Patients {
 		seen[p.Class]++
@@ -91,7 +92,7 @@ func TestWorldTruthMatchesOtherDirectory(t *testing.T) {
 			} `json:"entry"`
 		}
 		q := url.Values{"identifier": {shared + "|" + sid}}
-		if code := getJSON(t, r.Ready().OtherFHIR+"/Patient?"+q.Encode(), "", &bundle); code != 200 {
+		if code := getJSON(t, r.Ready().OtherFHIR+"/Patient?"+q.Encode(), otherToken, &bundle); code != 200 {
 			t.Fatalf("search Other by shared identifier: %d", code)
 		}
 		var found []string
@@ -142,7 +143,7 @@ func TestWorldPaging(t *testing.T) {
 
 // ehrLaunch runs an EHR launch of the sample app for patient as user,
 // filling the real consent form, and returns the token response.
-func ehrLaunch(t *testing.T, r *scenarios.Running, patient, user string) *oauth2.Token {
+func ehrLaunch(t *testing.T, r *scenarios.Running, patient, user string, extraScopes ...string) *oauth2.Token {
 	t.Helper()
 	ctx := t.Context()
 	ready := r.Ready()
@@ -173,7 +174,7 @@ func ehrLaunch(t *testing.T, r *scenarios.Running, patient, user string) *oauth2
 		ClientID:    "sim-sample-app",
 		Endpoint:    oauth2.Endpoint{AuthURL: smart.AuthorizationEndpoint, TokenURL: smart.TokenEndpoint, AuthStyle: oauth2.AuthStyleInParams},
 		RedirectURL: redirect,
-		Scopes:      []string{"launch", "openid", "fhirUser", "offline_access", "patient/*.rs"},
+		Scopes:      append([]string{"launch", "openid", "fhirUser", "offline_access", "patient/*.rs"}, extraScopes...),
 	}
 	verifier := oauth2.GenerateVerifier()
 	authURL := conf.AuthCodeURL("st-1", oauth2.S256ChallengeOption(verifier),
@@ -235,7 +236,6 @@ func TestEHRLaunchThenFHIRAccessIsEnforced(t *testing.T) {
 			u := base + tc.path
 			if tc.path == "" {
 				u = r.Ready().OtherFHIR + "/Patient"
-				t.Skip("the Other FHIR API is open until OtherAS guards it")
 			}
 			var oo struct{ ResourceType string }
 			if code := getJSON(t, u, tc.bearer, &oo); code != tc.want {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/smart-sim/sim/ehr"
 	"github.com/smart-sim/sim/internal/authkit"
+	"github.com/smart-sim/sim/otheras"
 )
 
 // Name is the world's display name: its two organisations.
@@ -80,4 +81,9 @@ func (w *World) appViews(ready Ready) []AppView {
 		out = append(out, v)
 	}
 	return out
+}
+
+func (w *World) otherLifetimes() otheras.Lifetimes {
+	l := w.Lifetimes
+	return otheras.Lifetimes{Code: l.Code, Access: l.AccessToken, Refresh: l.RefreshToken}
 }

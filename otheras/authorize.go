@@ -1,0 +1,586 @@
+package otheras
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/smart-sim/sim/internal/authkit"
+	"github.com/smart-sim/sim/internal/scope"
+	"github.com/smart-sim/sim/internal/trace"
+	"github.com/smart-sim/sim/ui"
+)
+
+// authRequest is a pending authorization request between pages.
+type authRequest struct {
+	ID          string            `json:"id"`
+	Flow        string            `json:"flow"`
+	Session     string            `json:"session"`
+	CSRF        string            `json:"csrf"`
+	ClientID    string            `json:"client_id"`
+	RedirectURI string            `json:"redirect_uri"`
+	State       string            `json:"state"`
+	Challenge   string            `json:"challenge"`
+	Nonce       string            `json:"nonce"`
+	Scopes      string            `json:"scopes"`      // grantable, refused ones included
+	Refused     map[string]string `json:"refused"`     // scope -> reason
+	Launch      bool              `json:"launch"`      // second launch with a launch-token
+	LaunchUser  string            `json:"launch_user"` // the launch-token's user, when known here
+	Username    string            `json:"username"`
+	AuthTime    int64             `json:"auth_time"`
+	PatientID   string            `json:"patient"`
+	EHRIssuer   string            `json:"ehr_issuer"`
+	EHRPatient  string            `json:"ehr_patient"`
+	MatchNote   string            `json:"match_note"`
+	Refusal     string            `json:"refusal"`
+	Expires     time.Time         `json:"expires"`
+}
+
+type session struct {
+	ID       string `json:"id"`
+	Username string `json:"username"`
+	AuthTime int64  `json:"auth_time"`
+}
+
+func (s *Server) cookieName() string { return s.cfg.CookiePrefix + "_session" }
+
+func (s *Server) cookiePath() string {
+	if p := pathOf(s.cfg.Issuer); p != "" {
+		return p
+	}
+	return "/"
+}
+
+func (s *Server) setSessionCookie(w http.ResponseWriter, id string) {
+	http.SetCookie(w, &http.Cookie{
+		Name: s.cookieName(), Value: id, Path: s.cookiePath(),
+		HttpOnly: true, SameSite: http.SameSiteLaxMode,
+		Secure: strings.HasPrefix(s.cfg.Issuer, "https://"),
+	})
+}
+
+func (s *Server) loadSession(ctx context.Context, r *http.Request) (*session, bool) {
+	c, err := r.Cookie(s.cookieName())
+	if err != nil || c.Value == "" {
+		return nil, false
+	}
+	b, err := s.ephemeral.Get(ctx, bucketSession, c.Value)
+	if err != nil {
+		return nil, false
+	}
+	var sess session
+	if json.Unmarshal(b, &sess) != nil {
+		return nil, false
+	}
+	return &sess, true
+}
+
+func (s *Server) saveSession(ctx context.Context, sess *session) error {
+	b, _ := json.Marshal(sess)
+	return s.ephemeral.Put(ctx, bucketSession, sess.ID, b, s.cfg.Now().Add(s.cfg.Lifetimes.Session))
+}
+
+func (s *Server) saveRequest(ctx context.Context, req *authRequest) error {
+	b, _ := json.Marshal(req)
+	return s.ephemeral.Put(ctx, bucketRequest, req.ID, b, req.Expires)
+}
+
+func (s *Server) common(title string) ui.Common {
+	return ui.Common{Title: title, Product: s.cfg.ProductName, StaticURL: s.url("/static")}
+}
+
+// errorPage shows an error the browser cannot be redirected with
+// (RFC 6749 §4.1.2.1: bad client_id or redirect_uri).
+func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, status int, heading, msg string) {
+	if err := s.pages.Render(w, status, ui.PageError, ui.ErrorPage{Common: s.common("Something went wrong"), Heading: heading, Message: msg}); err != nil {
+		s.logError(r.Context(), "render error page", err)
+	}
+}
+
+func sameBase(a, b string) bool {
+	return strings.TrimSuffix(a, "/") == strings.TrimSuffix(b, "/")
+}
+
+// flowOf is the request's trace flow: FlowHeader's, else a new one. The
+// inbound recording is attributed to it.
+func flowOf(ctx context.Context) (context.Context, string) {
+	flow := trace.FlowFrom(ctx)
+	if flow == "" {
+		flow = "otheras-" + authkit.RandomString(9)
+		ctx = trace.WithFlow(ctx, flow)
+	}
+	trace.Attribute(ctx, flow)
+	return ctx, flow
+}
+
+// withFlow attributes a request to a known flow.
+func withFlow(ctx context.Context, flow string) context.Context {
+	if flow == "" {
+		return ctx
+	}
+	trace.Attribute(ctx, flow)
+	return trace.WithFlow(ctx, flow)
+}
+
+// handleAuthorize is the authorization endpoint (RFC 6749 §4.1.1, SMART
+// App Launch 2.2), GET and POST. With launch=<launch-token> it resolves
+// the context first (flows.md A.7).
+func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
+	ctx, flow := flowOf(r.Context())
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
+		s.errorPage(w, r, http.StatusMethodNotAllowed, "Method not allowed", "Use GET or POST.")
+		return
+	}
+	form, err := authkit.ParseForm(r, true)
+	if err != nil {
+		s.errorPage(w, r, http.StatusBadRequest, "Invalid request", "The authorization request is malformed.")
+		return
+	}
+	client, ok := s.clients.Get(form.Get("client_id"))
+	if !ok {
+		s.errorPage(w, r, http.StatusBadRequest, "Unknown app", "The app's client_id is not registered here.")
+		return
+	}
+	redirect := form.Get("redirect_uri")
+	if redirect == "" || !client.HasRedirect(redirect) {
+		s.errorPage(w, r, http.StatusBadRequest, "Invalid redirect", "The redirect_uri does not exactly match one registered for this app.")
+		return
+	}
+	state := form.Get("state")
+	fail := func(e *authkit.Error) {
+		authkit.RedirectError(w, r, redirect, e, state, s.cfg.Issuer)
+	}
+	if !client.HasGrant(authkit.GrantAuthorizationCode) {
+		fail(authkit.ErrUnauthorizedClient.With("client is not registered for authorization_code"))
+		return
+	}
+	switch form.Get("response_type") {
+	case "code":
+	case "":
+		fail(authkit.ErrInvalidRequest.With("response_type is required"))
+		return
+	default:
+		fail(authkit.ErrUnsupportedRespType.With("only response_type=code is supported"))
+		return
+	}
+	if form.Get("code_challenge_method") != "S256" || !authkit.ValidChallenge(form.Get("code_challenge")) {
+		fail(authkit.ErrInvalidRequest.With("PKCE with code_challenge_method=S256 is required"))
+		return
+	}
+	if aud := form.Get("aud"); aud == "" || !sameBase(aud, s.cfg.FHIRBase) {
+		fail(authkit.ErrInvalidRequest.With("aud must name this FHIR server"))
+		return
+	}
+	requested, err := scope.Parse(form.Get("scope"))
+	if err != nil {
+		fail(authkit.ErrInvalidScope.With("scope is malformed"))
+		return
+	}
+	if len(requested) == 0 {
+		fail(authkit.ErrInvalidScope.With("scope is required"))
+		return
+	}
+	if p := form.Get("prompt"); p != "" {
+		if slices.Contains(strings.Fields(p), "none") {
+			// sim keeps no remembered consent at OtherAS.
+			fail(authkit.ErrInteractionRequired.With("this server always asks the user"))
+			return
+		}
+	}
+	launch := form.Get("launch")
+	set := grantable(client, requested, launch != "")
+	now := s.cfg.Now()
+	sess, ok := s.loadSession(ctx, r)
+	if !ok {
+		sess = &session{ID: authkit.RandomString(24)}
+	}
+	req := &authRequest{
+		ID: authkit.RandomString(24), Flow: flow, Session: sess.ID, CSRF: authkit.RandomString(24),
+		ClientID: client.ID, RedirectURI: redirect, State: state, Challenge: form.Get("code_challenge"),
+		Nonce: form.Get("nonce"), Scopes: set.String(), Refused: map[string]string{},
+		Username: sess.Username, AuthTime: sess.AuthTime, Expires: now.Add(s.cfg.Lifetimes.Request),
+	}
+	if slices.Contains(strings.Fields(form.Get("prompt")), "login") {
+		req.Username = ""
+	}
+	if launch != "" {
+		wantPatient := set.HasLevel(scope.Patient) || set.Has("launch/patient")
+		lc, aerr := s.resolveLaunch(ctx, flow, client, launch, wantPatient)
+		if aerr != nil {
+			fail(aerr)
+			return
+		}
+		req.Launch, req.EHRIssuer, req.EHRPatient = true, lc.Issuer, lc.EHRPatient
+		req.PatientID, req.MatchNote, req.Refusal = lc.PatientID, lc.MatchNote, lc.Refusal
+		if wantPatient && lc.PatientID == "" {
+			for _, sc := range set {
+				if sc.Raw == "launch/patient" || sc.IsResource() && sc.Level == scope.Patient {
+					req.Refused[sc.Raw] = lc.Refusal
+					s.decide(flow, "scope refused", "refused "+sc.Raw+": "+lc.Refusal, true)
+				}
+			}
+		}
+		if len(meaningful(offered(req))) == 0 {
+			why := "no requested scope can be granted"
+			if lc.Refusal != "" {
+				why += ": " + lc.Refusal
+			}
+			s.decide(flow, "access denied", why, true)
+			fail(authkit.ErrAccessDenied.With(why))
+			return
+		}
+		// The user is recognised from the launch-token: no second login.
+		// That recognition holds for this request only; it signs nobody in
+		// to OtherAS (the session just binds the request to the browser).
+		sess = &session{ID: authkit.RandomString(24)}
+		req.Session, req.Username = sess.ID, ""
+		if u, err := s.cfg.Users.Lookup(ctx, lc.Sub); err == nil {
+			req.LaunchUser = u.Username
+			if !s.cfg.RequireLogin && !slices.Contains(strings.Fields(form.Get("prompt")), "login") {
+				req.Username, req.AuthTime = u.Username, now.Unix()
+			}
+		}
+	} else if len(set) == 0 {
+		fail(authkit.ErrInvalidScope.With("no requested scope can be granted here"))
+		return
+	}
+	if err := s.saveSession(ctx, sess); err != nil {
+		s.logError(ctx, "save session", err)
+		fail(authkit.ErrServerError)
+		return
+	}
+	s.setSessionCookie(w, sess.ID)
+	s.advance(w, r.WithContext(ctx), req)
+}
+
+var knownPlain = []string{"openid", "fhirUser", "profile", "offline_access", "online_access", "launch/patient"}
+
+// grantable keeps the requested scopes this server may grant this client;
+// the rest is dropped silently (SMART: never an error).
+func grantable(c *authkit.Client, requested scope.Set, launch bool) scope.Set {
+	limit := c.AllowedScopes()
+	return requested.Filter(func(sc scope.Scope) bool {
+		switch {
+		case sc.IsResource():
+			if sc.Level == scope.System {
+				return false
+			}
+		case sc.Raw == "launch":
+			if !launch {
+				return false
+			}
+		case sc.Raw == "online_access":
+			if requested.Has("offline_access") {
+				return false
+			}
+		case slices.Contains(knownPlain, sc.Raw):
+		default:
+			return false
+		}
+		return limit == nil || covers(limit, sc)
+	})
+}
+
+// covers reports whether a registered scope limit allows sc.
+func covers(limit scope.Set, sc scope.Scope) bool {
+	for _, l := range limit {
+		if l.Raw == sc.Raw {
+			return true
+		}
+		if l.IsResource() && sc.IsResource() && l.Level == sc.Level &&
+			(l.Resource == "*" || l.Resource == sc.Resource) &&
+			l.Perms&sc.Perms == sc.Perms &&
+			(l.Query == nil || reflect.DeepEqual(l.Query, sc.Query)) {
+			return true
+		}
+	}
+	return false
+}
+
+// offered is what the consent page offers: the grantable scopes minus the
+// refused ones, and patient scopes only with a patient.
+func offered(req *authRequest) scope.Set {
+	set, _ := scope.Parse(req.Scopes)
+	return set.Filter(func(sc scope.Scope) bool {
+		if _, refused := req.Refused[sc.Raw]; refused {
+			return false
+		}
+		if req.PatientID == "" && (sc.Raw == "launch/patient" || sc.IsResource() && sc.Level == scope.Patient) {
+			return false
+		}
+		return true
+	})
+}
+
+// meaningful drops the context-only scopes, which give nothing alone.
+func meaningful(set scope.Set) scope.Set {
+	return set.Filter(func(sc scope.Scope) bool { return sc.Raw != "launch" && sc.Raw != "launch/patient" })
+}
+
+func (s *Server) pageURL(page string, req *authRequest) string {
+	return s.url("/"+page) + "?req=" + url.QueryEscape(req.ID)
+}
+
+// advance moves a request to its next step: login, patient, consent.
+func (s *Server) advance(w http.ResponseWriter, r *http.Request, req *authRequest) {
+	ctx := r.Context()
+	next := "consent"
+	set, _ := scope.Parse(req.Scopes)
+	switch {
+	case req.Username == "":
+		next = "login"
+	case !req.Launch && req.PatientID == "" && (set.Has("launch/patient") || set.HasLevel(scope.Patient)):
+		next = "pick"
+	}
+	if err := s.saveRequest(ctx, req); err != nil {
+		s.logError(ctx, "save authorization request", err)
+		authkit.RedirectError(w, r, req.RedirectURI, authkit.ErrServerError, req.State, s.cfg.Issuer)
+		return
+	}
+	http.Redirect(w, r, s.pageURL(next, req), http.StatusSeeOther)
+}
+
+// pendingRequest loads the request named in ?req and checks the browser
+// (session cookie) and, for POST, the CSRF field.
+func (s *Server) pendingRequest(w http.ResponseWriter, r *http.Request) (*authRequest, url.Values, bool) {
+	ctx := r.Context()
+	var form url.Values
+	switch r.Method {
+	case http.MethodPost:
+		f, err := authkit.ParseForm(r, false, "scope")
+		if err != nil {
+			s.errorPage(w, r, http.StatusBadRequest, "Invalid request", "The form could not be read.")
+			return nil, nil, false
+		}
+		form = f
+	case http.MethodGet:
+	default:
+		s.errorPage(w, r, http.StatusMethodNotAllowed, "Method not allowed", "Use GET or POST.")
+		return nil, nil, false
+	}
+	b, err := s.ephemeral.Get(ctx, bucketRequest, r.URL.Query().Get("req"))
+	var req authRequest
+	if err != nil || json.Unmarshal(b, &req) != nil {
+		s.errorPage(w, r, http.StatusBadRequest, "This sign-in has expired", "Start again from the app.")
+		return nil, nil, false
+	}
+	trace.Attribute(ctx, req.Flow)
+	c, err := r.Cookie(s.cookieName())
+	if err != nil || c.Value != req.Session {
+		s.errorPage(w, r, http.StatusForbidden, "Session mismatch", "This sign-in was started in another browser session. Start again from the app.")
+		return nil, nil, false
+	}
+	if form != nil && !equalConst(form.Get("csrf"), req.CSRF) {
+		s.errorPage(w, r, http.StatusForbidden, "Form expired", "The form could not be verified. Start again from the app.")
+		return nil, nil, false
+	}
+	return &req, form, true
+}
+
+func equalConst(a, b string) bool {
+	return a != "" && authkit.Hash(a) == authkit.Hash(b)
+}
+
+func (s *Server) appName(clientID string) string {
+	if c, ok := s.clients.Get(clientID); ok && c.Name != "" {
+		return c.Name
+	}
+	return clientID
+}
+
+// handleLogin shows and checks the login form (inputs username, password).
+func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
+	req, form, ok := s.pendingRequest(w, r)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	page := ui.LoginPage{Common: s.common("Sign in"), AppName: s.appName(req.ClientID), Hint: s.cfg.LoginHint}
+	page.CSRF, page.Action = req.CSRF, s.pageURL("login", req)
+	if form == nil {
+		_ = s.pages.Render(w, http.StatusOK, ui.PageLogin, page)
+		return
+	}
+	username := form.Get("username")
+	user, err := s.cfg.Users.Authenticate(ctx, username, form.Get("password"))
+	if err != nil {
+		page.Username, page.Error = username, "The username or password is not correct."
+		_ = s.pages.Render(w, http.StatusOK, ui.PageLogin, page)
+		return
+	}
+	if req.LaunchUser != "" && user.Username != req.LaunchUser {
+		// The app was launched by another user at the EHR.
+		page.Username, page.Error = username, "Sign in as the user who opened the app in the EHR."
+		_ = s.pages.Render(w, http.StatusOK, ui.PageLogin, page)
+		return
+	}
+	now := s.cfg.Now().Unix()
+	sess := &session{ID: authkit.RandomString(24), Username: user.Username, AuthTime: now}
+	if err := s.saveSession(ctx, sess); err != nil {
+		s.logError(ctx, "save session", err)
+		s.errorPage(w, r, http.StatusInternalServerError, "Internal server error.", "Try again later.")
+		return
+	}
+	s.setSessionCookie(w, sess.ID)
+	req.Session, req.Username, req.AuthTime = sess.ID, user.Username, now
+	s.advance(w, r, req)
+}
+
+// handlePick is the patient picker (field patient) of a standalone launch,
+// over the Other directory.
+func (s *Server) handlePick(w http.ResponseWriter, r *http.Request) {
+	req, form, ok := s.pendingRequest(w, r)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	if req.Username == "" || req.Launch {
+		s.advance(w, r, req)
+		return
+	}
+	page := ui.PickerPage{Common: s.common("Choose a patient"), AppName: s.appName(req.ClientID)}
+	page.CSRF, page.Action = req.CSRF, s.pageURL("pick", req)
+	if form != nil {
+		if id := form.Get("patient"); id != "" {
+			if p, err := s.cfg.Directory.Patient(ctx, id); err == nil {
+				req.PatientID = p.ID
+				s.advance(w, r, req)
+				return
+			}
+			page.Error = "That patient was not found."
+		} else {
+			page.Error = "Choose a patient."
+		}
+	}
+	page.Query = r.URL.Query().Get("q")
+	pts, err := s.cfg.Directory.SearchPatients(ctx, page.Query, 25)
+	if err != nil {
+		s.logError(ctx, "search patients", err)
+	}
+	for _, p := range pts {
+		page.Patients = append(page.Patients, ui.PickerOption{Value: p.ID, Label: p.Name, Detail: strings.TrimSpace(p.BirthDate + " " + p.Gender)})
+	}
+	_ = s.pages.Render(w, http.StatusOK, ui.PagePicker, page)
+}
+
+// handleConsent shows every scope granted or refused (with the reason)
+// and takes the decision (approve / deny).
+func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
+	req, form, ok := s.pendingRequest(w, r)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	if req.Username == "" {
+		s.advance(w, r, req)
+		return
+	}
+	offer := offered(req)
+	if form != nil {
+		_ = s.ephemeral.Delete(ctx, bucketRequest, req.ID)
+		fail := func(e *authkit.Error) {
+			authkit.RedirectError(w, r, req.RedirectURI, e, req.State, s.cfg.Issuer)
+		}
+		switch form.Get("decision") {
+		case "approve":
+			chosen := map[string]bool{}
+			for _, v := range form["scope"] {
+				chosen[v] = true
+			}
+			granted := offer.Filter(func(sc scope.Scope) bool { return chosen[sc.Raw] })
+			if len(meaningful(granted)) == 0 {
+				s.decide(req.Flow, "consent", "the user approved no scope", true)
+				fail(authkit.ErrAccessDenied.With("the user approved no scope"))
+				return
+			}
+			s.decide(req.Flow, "consent", "the user approved "+granted.String(), false)
+			s.issueCode(w, r, req, granted)
+		case "deny":
+			s.decide(req.Flow, "consent", "the user denied access", true)
+			fail(authkit.ErrAccessDenied.With("the user denied access"))
+		default:
+			fail(authkit.ErrInvalidRequest.With("no decision"))
+		}
+		return
+	}
+	page := ui.ConsentPage{Common: s.common("Allow access"), AppName: s.appName(req.ClientID), Server: s.cfg.FHIRBase}
+	page.CSRF, page.Action = req.CSRF, s.pageURL("consent", req)
+	if u, err := s.cfg.Users.Lookup(ctx, req.Username); err == nil {
+		page.UserName = u.DisplayName
+	}
+	if req.PatientID != "" {
+		if p, err := s.cfg.Directory.Patient(ctx, req.PatientID); err == nil {
+			page.PatientName = p.Name + " (" + s.cfg.OrgName + " record " + p.ID + ")"
+		}
+	}
+	if req.Launch {
+		page.Notes = append(page.Notes, "Context from "+req.EHRIssuer+".")
+		if req.EHRPatient != "" {
+			page.Notes = append(page.Notes, "Patient in the EHR: "+req.EHRPatient+".")
+		}
+		switch {
+		case req.MatchNote != "":
+			page.Notes = append(page.Notes, "Found in "+s.cfg.OrgName+"'s directory: "+req.MatchNote+".")
+		case req.Refusal != "":
+			page.Notes = append(page.Notes, "No patient here: "+req.Refusal+".")
+		}
+	}
+	set, _ := scope.Parse(req.Scopes)
+	for _, sc := range set {
+		cs := ui.ConsentScope{Value: sc.Raw, Description: Describe(sc)}
+		if reason, refused := req.Refused[sc.Raw]; refused {
+			cs.Disabled, cs.Reason = true, reason
+		} else if offer.Has(sc.Raw) {
+			cs.Checked = true
+		} else {
+			continue
+		}
+		page.Scopes = append(page.Scopes, cs)
+	}
+	_ = s.pages.Render(w, http.StatusOK, ui.PageConsent, page)
+}
+
+// Describe says what a scope lets an app do, in plain words.
+func Describe(sc scope.Scope) string {
+	switch sc.Raw {
+	case "openid":
+		return "Know who you are"
+	case "fhirUser":
+		return "See your user record"
+	case "profile":
+		return "See your name"
+	case "launch":
+		return "Open with the context passed on by your EHR"
+	case "launch/patient":
+		return "Know which patient is selected"
+	case "offline_access":
+		return "Keep access after you sign out"
+	case "online_access":
+		return "Keep access while you are signed in"
+	}
+	if !sc.IsResource() {
+		return "Use the permission " + sc.Raw
+	}
+	var verbs []string
+	for _, p := range []struct {
+		bit  scope.Perm
+		verb string
+	}{{scope.Create, "create"}, {scope.Read, "read"}, {scope.Update, "update"}, {scope.Delete, "delete"}, {scope.Search, "search"}} {
+		if sc.Perms&p.bit != 0 {
+			verbs = append(verbs, p.verb)
+		}
+	}
+	what := sc.Resource + " records"
+	if sc.Resource == "*" {
+		what = "all kinds of records"
+	}
+	whose := map[scope.Level]string{scope.Patient: "of the selected patient", scope.User: "you can access", scope.System: "on this server"}[sc.Level]
+	text := strings.Join(verbs, ", ") + " " + what + " " + whose
+	return strings.ToUpper(text[:1]) + text[1:]
+}

@@ -1,0 +1,296 @@
+package otheras
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/smart-sim/sim/internal/authkit"
+	"github.com/smart-sim/sim/internal/sqlitedb"
+	"github.com/smart-sim/sim/internal/trace"
+	"github.com/smart-sim/sim/ui"
+)
+
+// Server is the OtherAS.
+type Server struct {
+	cfg        Config
+	db         *sqlitedb.DB
+	durable    authkit.Store // keys, clients, refresh tokens, revocations
+	ephemeral  *authkit.MemStore
+	signer     *authkit.Signer // access and id tokens
+	clientKeys *authkit.Signer // client assertions to EHR ASes
+	clients    *authkit.Registry
+	auth       *authkit.ClientAuthenticator
+	pages      *ui.Templates
+	ehrs       map[string]*ehrClient // by issuer
+
+	revMu      sync.RWMutex
+	revokedJTI map[string]time.Time
+	revokedFam map[string]time.Time
+}
+
+// Buckets.
+const (
+	bucketRefresh    = "refresh"
+	bucketRevokedJTI = "revoked_jti"
+	bucketRevokedFam = "revoked_family"
+	bucketCode       = "code"
+	bucketUsedCode   = "used_code"
+	bucketRequest    = "authz_request"
+	bucketSession    = "session"
+	bucketLTUsed     = "launch_token_used"
+)
+
+// prefixStore keeps a second signer's keys apart in the same Store.
+type prefixStore struct {
+	authkit.Store
+	prefix string
+}
+
+func (p prefixStore) Put(ctx context.Context, b, k string, v []byte, e time.Time) error {
+	return p.Store.Put(ctx, p.prefix+b, k, v, e)
+}
+func (p prefixStore) List(ctx context.Context, b string) ([]authkit.Item, error) {
+	return p.Store.List(ctx, p.prefix+b)
+}
+
+// New builds the server: opens storage, loads or creates signing keys and
+// registers the configured clients.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if err := cfg.normalize(); err != nil {
+		return nil, fmt.Errorf("otheras config: %w", err)
+	}
+	s := &Server{
+		cfg:        cfg,
+		ephemeral:  authkit.NewMemStore(cfg.Now),
+		revokedJTI: map[string]time.Time{},
+		revokedFam: map[string]time.Time{},
+		ehrs:       map[string]*ehrClient{},
+	}
+	if cfg.DataPath != "" {
+		db, err := sqlitedb.Open(ctx, cfg.DataPath, authkit.Migrations())
+		if err != nil {
+			return nil, fmt.Errorf("open otheras auth store: %w", err)
+		}
+		s.db = db
+		s.durable = &authkit.SQLStore{Write: db.Write, Read: db.Read, Now: cfg.Now}
+	} else {
+		s.durable = authkit.NewMemStore(cfg.Now)
+	}
+	if err := s.init(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) init(ctx context.Context) error {
+	var err error
+	if s.pages, err = ui.Load(nil); err != nil {
+		return err
+	}
+	if s.signer, err = authkit.NewSigner(ctx, s.durable, s.cfg.Now); err != nil {
+		return err
+	}
+	if s.clientKeys, err = authkit.NewSigner(ctx, prefixStore{s.durable, "client_"}, s.cfg.Now); err != nil {
+		return err
+	}
+	if s.clients, err = authkit.NewRegistry(ctx, s.durable, s.cfg.Now); err != nil {
+		return err
+	}
+	s.clients.Closed = s.cfg.Strict
+	s.auth = &authkit.ClientAuthenticator{
+		Registry:   s.clients,
+		Audiences:  []string{s.url("/token"), s.cfg.Issuer},
+		HTTPClient: s.cfg.HTTPClient,
+		Replay:     s.ephemeral,
+		Now:        s.cfg.Now,
+	}
+	for _, c := range s.cfg.Clients {
+		if _, err := s.clients.Put(ctx, c); err != nil {
+			return fmt.Errorf("register client %s: %w", c.ID, err)
+		}
+	}
+	for _, t := range s.cfg.TrustedIssuers {
+		s.ehrs[t.Issuer] = &ehrClient{cfg: t, s: s}
+	}
+	for bucket, m := range map[string]map[string]time.Time{bucketRevokedJTI: s.revokedJTI, bucketRevokedFam: s.revokedFam} {
+		items, err := s.durable.List(ctx, bucket)
+		if err != nil {
+			return fmt.Errorf("load revocations: %w", err)
+		}
+		for _, it := range items {
+			m[it.Key] = it.Expires
+		}
+	}
+	return nil
+}
+
+// Close releases the database.
+func (s *Server) Close() error {
+	if s.db != nil {
+		return s.db.Close()
+	}
+	return nil
+}
+
+// Clients exposes the client registry (the control API lists apps).
+func (s *Server) Clients() *authkit.Registry { return s.clients }
+
+// PublicJWKS is the public key set OtherAS signs its client assertions
+// with: register it at each trusted EHR AS (ehr.Partner.JWKS), or use
+// {issuer}/client-jwks as the partner's jwks_uri.
+func (s *Server) PublicJWKS() json.RawMessage {
+	return json.RawMessage(s.clientKeys.JWKSJSON())
+}
+
+func (s *Server) url(path string) string { return s.cfg.Issuer + path }
+
+// SecurityURIs are the OAuth endpoints for the CapabilityStatement's SMART
+// security extension of the Other FHIR server.
+type SecurityURIs struct {
+	Authorize, Token, Register, Manage, Introspect, Revoke string
+}
+
+// SecurityURIs returns the absolute endpoint URLs (Manage is empty).
+func (s *Server) SecurityURIs() SecurityURIs {
+	return SecurityURIs{
+		Authorize:  s.url("/authorize"),
+		Token:      s.url("/token"),
+		Register:   s.url("/register"),
+		Introspect: s.url("/introspect"),
+		Revoke:     s.url("/revoke"),
+	}
+}
+
+// Mount registers the server's routes; the FHIR handler owns "/fhir/".
+func (s *Server) Mount(mux *http.ServeMux) {
+	base := pathOf(s.cfg.Issuer)
+	fhir := pathOf(s.cfg.FHIRBase)
+	mux.HandleFunc("GET "+fhir+"/.well-known/smart-configuration", s.handleSMARTConfig)
+	mux.HandleFunc("GET "+base+"/.well-known/openid-configuration", s.handleOIDCConfig)
+	mux.HandleFunc(base+"/authorize", s.handleAuthorize)
+	mux.HandleFunc(base+"/login", s.handleLogin)
+	mux.HandleFunc(base+"/pick", s.handlePick)
+	mux.HandleFunc(base+"/consent", s.handleConsent)
+	mux.HandleFunc(base+"/token", s.handleToken)
+	mux.HandleFunc(base+"/introspect", s.handleIntrospect)
+	mux.HandleFunc(base+"/revoke", s.handleRevoke)
+	mux.HandleFunc(base+"/register", s.clients.ServeRegister)
+	mux.Handle("GET "+base+"/jwks", s.signer)
+	mux.Handle("GET "+base+"/client-jwks", s.clientKeys)
+	mux.HandleFunc("GET "+base+"/smart-style.json", s.handleStyle)
+	mux.Handle("GET "+base+"/static/", http.StripPrefix(base+"/static/", http.FileServerFS(ui.Static())))
+}
+
+func pathOf(raw string) string {
+	i := strings.Index(raw, "://")
+	if i < 0 {
+		return raw
+	}
+	rest := raw[i+3:]
+	if j := strings.IndexByte(rest, '/'); j >= 0 {
+		return strings.TrimRight(rest[j:], "/")
+	}
+	return ""
+}
+
+func (s *Server) logError(ctx context.Context, msg string, err error) {
+	s.cfg.Logger.ErrorContext(ctx, msg, "err", err)
+}
+
+// decide records a decision of OtherAS in flow.
+func (s *Server) decide(flow, label, decision string, refusal bool) {
+	s.cfg.Trace.Add(trace.Event{Flow: flow, Kind: trace.KindDecision, From: trace.OtherAS, To: trace.OtherAS, Label: label, Decision: decision, Error: refusal})
+}
+
+// Capabilities OtherAS advertises (SMART App Launch 2.2 plus the draft's
+// launch-token: it accepts them as launch).
+var Capabilities = []string{
+	"launch-ehr", "launch-standalone", "launch-token", "authorize-post",
+	"client-public", "client-confidential-symmetric", "client-confidential-asymmetric",
+	"sso-openid-connect", "context-banner", "context-style",
+	"context-ehr-patient", "context-standalone-patient",
+	"permission-offline", "permission-online", "permission-patient", "permission-user",
+	"permission-v1", "permission-v2",
+}
+
+var scopesSupported = []string{
+	"openid", "fhirUser", "profile", "launch", "launch/patient", "offline_access", "online_access",
+	"patient/*.rs", "patient/*.cruds", "patient/*.read", "user/*.rs", "user/*.cruds", "user/*.read",
+}
+
+var authMethods = []string{authkit.AuthSecretBasic, authkit.AuthSecretPost, authkit.AuthPrivateKeyJWT, authkit.AuthNone}
+var assertionAlgs = []string{"RS384", "ES384", "RS256", "ES256"}
+var grantTypes = []string{authkit.GrantAuthorizationCode, authkit.GrantRefreshToken}
+
+func writeJSONCached(w http.ResponseWriter, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		http.Error(w, "Internal server error.", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	_, _ = w.Write(b)
+}
+
+// handleSMARTConfig serves {fhir}/.well-known/smart-configuration (SMART
+// App Launch 2.2 conformance page). Every URL is on OtherAS's own origin.
+func (s *Server) handleSMARTConfig(w http.ResponseWriter, r *http.Request) {
+	writeJSONCached(w, map[string]any{
+		"issuer":                                s.cfg.Issuer,
+		"jwks_uri":                              s.url("/jwks"),
+		"authorization_endpoint":                s.url("/authorize"),
+		"token_endpoint":                        s.url("/token"),
+		"token_endpoint_auth_methods_supported": authMethods,
+		"token_endpoint_auth_signing_alg_values_supported": assertionAlgs,
+		"grant_types_supported":                            grantTypes,
+		"registration_endpoint":                            s.url("/register"),
+		"scopes_supported":                                 scopesSupported,
+		"response_types_supported":                         []string{"code"},
+		"introspection_endpoint":                           s.url("/introspect"),
+		"revocation_endpoint":                              s.url("/revoke"),
+		"code_challenge_methods_supported":                 []string{"S256"},
+		"capabilities":                                     Capabilities,
+		"authorization_response_iss_parameter_supported":   true,
+	})
+}
+
+// handleOIDCConfig serves OpenID Connect Discovery 1.0 metadata.
+func (s *Server) handleOIDCConfig(w http.ResponseWriter, r *http.Request) {
+	writeJSONCached(w, map[string]any{
+		"issuer":                                           s.cfg.Issuer,
+		"authorization_endpoint":                           s.url("/authorize"),
+		"token_endpoint":                                   s.url("/token"),
+		"jwks_uri":                                         s.url("/jwks"),
+		"registration_endpoint":                            s.url("/register"),
+		"introspection_endpoint":                           s.url("/introspect"),
+		"revocation_endpoint":                              s.url("/revoke"),
+		"scopes_supported":                                 scopesSupported,
+		"response_types_supported":                         []string{"code"},
+		"response_modes_supported":                         []string{"query"},
+		"grant_types_supported":                            grantTypes,
+		"subject_types_supported":                          []string{"public"},
+		"id_token_signing_alg_values_supported":            []string{"RS256"},
+		"token_endpoint_auth_methods_supported":            authMethods,
+		"token_endpoint_auth_signing_alg_values_supported": assertionAlgs,
+		"claims_supported":                                 []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "fhirUser", "name", "preferred_username"},
+		"code_challenge_methods_supported":                 []string{"S256"},
+		"authorization_response_iss_parameter_supported":   true,
+	})
+}
+
+func (s *Server) handleStyle(w http.ResponseWriter, r *http.Request) {
+	writeJSONCached(w, map[string]any{
+		"color_background": "#f7f5fa", "color_error": "#a40e26", "color_highlight": "#5b2a86",
+		"color_modal_backdrop": "", "color_success": "#1a7f37", "color_text": "#1b1f24",
+		"dim_border_radius": "6px", "dim_font_size": "16px", "dim_spacing_size": "16px",
+		"font_family_body": "system-ui, sans-serif", "font_family_heading": "system-ui, sans-serif",
+	})
+}
