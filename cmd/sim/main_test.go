@@ -26,7 +26,9 @@ func TestServeWritesReadyFileAndStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan int, 1)
 	var out, errOut bytes.Buffer
-	go func() { done <- run(ctx, []string{"serve", "--port", "0", "--ready-file", ready, "--log-level", "warn"}, &out, &errOut) }()
+	go func() {
+		done <- run(ctx, []string{"serve", "--port", "0", "--ready-file", ready, "--log-level", "warn"}, &out, &errOut)
+	}()
 
 	var r map[string]any
 	deadline := time.Now().Add(30 * time.Second)
