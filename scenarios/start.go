@@ -61,6 +61,10 @@ type Running struct {
 	World      *World
 	Population *synth.Population
 	Trace      *trace.Recorder
+	// Clock is every server's clock; scenarios skew it.
+	Clock *Clock
+	// Faults break the calls between sim's servers on purpose.
+	Faults *Faults
 
 	ready      Ready
 	logger     *slog.Logger
@@ -95,7 +99,9 @@ func Start(ctx context.Context, w *World, opt Options) (_ *Running, err error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	r := &Running{World: w, logger: opt.Logger, Trace: trace.NewRecorder(200, opt.Now)}
+	r := &Running{World: w, logger: opt.Logger, Clock: &Clock{base: opt.Now}, Faults: &Faults{}}
+	opt.Now = r.Clock.Now
+	r.Trace = trace.NewRecorder(200, opt.Now)
 	defer func() {
 		if err != nil {
 			r.Close(context.Background())
@@ -147,7 +153,11 @@ func Start(ctx context.Context, w *World, opt Options) (_ *Running, err error) {
 
 	// Servers reach each other over HTTP only, through a recorded client:
 	// every exchange between two parties lands in the trace.
-	outbound := &http.Client{Timeout: 10 * time.Second}
+	r.Faults.ready = r.ready
+	outbound := &http.Client{
+		Timeout:   10 * time.Second,
+		Transport: faultTransport{faults: r.Faults, base: http.DefaultTransport},
+	}
 	otherAS, err := otheras.New(ctx, otheras.Config{
 		Issuer:   r.ready.OtherIssuer,
 		FHIRBase: r.ready.OtherFHIR,

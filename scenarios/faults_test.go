@@ -1,0 +1,49 @@
+package scenarios_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/smart-sim/sim/scenarios"
+)
+
+func TestInjectedFaultsFailTheSecondLaunchClosed(t *testing.T) {
+	r := startWorld(t, scenarios.Options{})
+	p := patientOfClass(t, world(t, r), "shared")
+	for _, tc := range []struct {
+		name   string
+		target scenarios.FaultTarget
+		fault  scenarios.ServerFault
+	}{
+		{"EHR AS down", scenarios.FaultEHRAS, scenarios.ServerFault{Down: true}},
+		{"introspection answers 500", scenarios.FaultIntrospection, scenarios.ServerFault{Status: 500}},
+		{"EHR AS slower than the timeout", scenarios.FaultEHRAS, scenarios.ServerFault{Delay: 5 * time.Second}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lt, _ := ehrLaunch(t, r, p.EHRID, "dr.smith", "launch-token").Extra("launch_token").(string)
+			if err := r.Faults.Set(tc.target, tc.fault); err != nil {
+				t.Fatal(err)
+			}
+			defer r.Faults.Clear()
+			u, _, _ := secondLaunch(t, r, lt, "approve", "launch", "patient/*.rs")
+			if e := u.Query().Get("error"); (e != "temporarily_unavailable" && e != "server_error") || u.Query().Has("code") {
+				t.Fatalf("redirect %s: want the authorization to fail closed", u.RawQuery)
+			}
+		})
+	}
+	if err := r.Faults.Set("nowhere", scenarios.ServerFault{Down: true}); err == nil {
+		t.Fatal("unknown fault target accepted")
+	}
+}
+
+func TestClockSkewExpiresTheLaunchToken(t *testing.T) {
+	r := startWorld(t, scenarios.Options{})
+	p := patientOfClass(t, world(t, r), "shared")
+	lt, _ := ehrLaunch(t, r, p.EHRID, "dr.smith", "launch-token").Extra("launch_token").(string)
+	r.Clock.Advance(6 * time.Minute) // past the 5-minute launch-token lifetime
+	defer r.Clock.Reset()
+	u, _, _ := secondLaunch(t, r, lt, "approve", "launch", "patient/*.rs")
+	if u.Query().Get("error") != "invalid_request" {
+		t.Fatalf("expired launch-token: %s, want error=invalid_request", u.RawQuery)
+	}
+}
