@@ -244,7 +244,7 @@ func Start(ctx context.Context, w *World, opt Options) (_ *Running, err error) {
 
 	consoleMux := http.NewServeMux()
 	(&controlAPI{r: r, logger: opt.Logger.With("server", "console")}).mount(consoleMux)
-	consoleMux.HandleFunc("GET /{$}", r.home)
+	r.mountConsole(consoleMux)
 
 	serveCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel = cancel
@@ -476,11 +476,6 @@ func (r *Running) worldView(offset, limit int) WorldView {
 	return v
 }
 
-// home is the console's front page until the full console exists: the
-// ecosystem at a glance.
-func (r *Running) home(w http.ResponseWriter, req *http.Request) {
-	writeJSON(w, http.StatusOK, r.ready)
-}
 
 // partnerClientID is OtherAS's Backend Services client at the EHR AS.
 const partnerClientID = "otheras"
