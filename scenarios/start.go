@@ -476,7 +476,6 @@ func (r *Running) worldView(offset, limit int) WorldView {
 	return v
 }
 
-
 // partnerClientID is OtherAS's Backend Services client at the EHR AS.
 const partnerClientID = "otheras"
 
