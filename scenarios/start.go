@@ -146,10 +146,18 @@ func Start(ctx context.Context, w *World, opt Options) (_ *Running, err error) {
 		closeListeners()
 		return nil, fmt.Errorf("generate world: %w", err)
 	}
-	if err := r.openStores(ctx, dataDir, opt); err != nil {
+	// The directories load while the authorization servers generate their
+	// keys: both take a few hundred milliseconds of the start-up.
+	loaded, err := r.openStores(ctx, dataDir, opt)
+	if err != nil {
 		closeListeners()
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			loaded() // the stores are closed only once the loads are over
+		}
+	}()
 
 	// Servers reach each other over HTTP only, through a recorded client:
 	// every exchange between two parties lands in the trace.
@@ -218,6 +226,10 @@ func Start(ctx context.Context, w *World, opt Options) (_ *Running, err error) {
 		return nil, fmt.Errorf("start EHR authorization server: %w", err)
 	}
 	r.ehrAS = ehrAS
+	if err := loaded(); err != nil {
+		closeListeners()
+		return nil, err
+	}
 
 	ehrSec := ehrAS.SecurityURIs()
 	ehrMux := r.originMux(trace.EHRAS, trace.EHRFHIR, ehrAS.Mount, fhirstore.NewHandler(fhirstore.HandlerConfig{
@@ -322,10 +334,11 @@ func prepareDataDir(dir string, reset bool) error {
 
 const fingerprintKey = "world_fingerprint"
 
-// openStores opens both FHIR stores and, when they are new, loads the
-// generated directories into them (both sides at once). A store that holds
-// another world is an error: the data would not match the world's truth.
-func (r *Running) openStores(ctx context.Context, dataDir string, opt Options) error {
+// openStores opens both FHIR stores and, when they are new, starts loading
+// the generated directories into them (both sides at once); loaded waits
+// for the loads. A store that holds another world is an error: the data
+// would not match the world's truth.
+func (r *Running) openStores(ctx context.Context, dataDir string, opt Options) (loaded func() error, err error) {
 	fp := r.World.Fingerprint()
 	sides := []struct {
 		name  string
@@ -347,7 +360,8 @@ func (r *Running) openStores(ctx context.Context, dataDir string, opt Options) e
 			BaseURL: s.base,
 		})
 		if err != nil {
-			return fmt.Errorf("open %s store: %w", s.name, err)
+			wg.Wait()
+			return nil, fmt.Errorf("open %s store: %w", s.name, err)
 		}
 		*s.store = st
 		wg.Add(1)
@@ -356,8 +370,10 @@ func (r *Running) openStores(ctx context.Context, dataDir string, opt Options) e
 			errs[i] = loadSide(ctx, st, s.name, fp, s.res, r.placeholders())
 		}()
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return func() error {
+		wg.Wait()
+		return errors.Join(errs...)
+	}, nil
 }
 
 // placeholders maps the generator's stand-in server addresses to the real
