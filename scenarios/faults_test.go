@@ -8,7 +8,7 @@ import (
 )
 
 func TestInjectedFaultsFailTheSecondLaunchClosed(t *testing.T) {
-	r := startWorld(t, scenarios.Options{})
+	r := sharedWorld(t)
 	p := patientOfClass(t, world(t, r), "shared")
 	for _, tc := range []struct {
 		name   string
@@ -37,7 +37,7 @@ func TestInjectedFaultsFailTheSecondLaunchClosed(t *testing.T) {
 }
 
 func TestClockSkewExpiresTheLaunchToken(t *testing.T) {
-	r := startWorld(t, scenarios.Options{})
+	r := sharedWorld(t)
 	p := patientOfClass(t, world(t, r), "shared")
 	lt, _ := ehrLaunch(t, r, p.EHRID, "dr.smith", "launch-token").Extra("launch_token").(string)
 	r.Clock.Advance(6 * time.Minute) // past the 5-minute launch-token lifetime

@@ -18,21 +18,6 @@ import (
 	"github.com/smart-sim/sim/scenarios"
 )
 
-// startWorld starts the default world on ephemeral loopback ports.
-func startWorld(t *testing.T, opt scenarios.Options) *scenarios.Running {
-	t.Helper()
-	r, err := scenarios.Start(t.Context(), scenarios.DefaultWorld(), opt)
-	if err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := r.Close(context.Background()); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	})
-	return r
-}
-
 func getJSON(t *testing.T, rawURL, bearer string, v any) int {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, rawURL, nil)
@@ -64,7 +49,7 @@ func world(t *testing.T, r *scenarios.Running) scenarios.WorldView {
 }
 
 func TestWorldTruthMatchesOtherDirectory(t *testing.T) {
-	r := startWorld(t, scenarios.Options{Port: 0})
+	r := sharedWorld(t)
 	w := world(t, r)
 	if w.Total != len(w.Patients) || w.Total == 0 {
 		t.Fatalf("patients = %d of total %d", len(w.Patients), w.Total)
@@ -127,7 +112,7 @@ func TestWorldTruthMatchesOtherDirectory(t *testing.T) {
 }
 
 func TestWorldPaging(t *testing.T) {
-	r := startWorld(t, scenarios.Options{})
+	r := sharedWorld(t)
 	var all, page scenarios.WorldView
 	getJSON(t, r.Ready().API+"/world?limit=100000", "", &all)
 	if code := getJSON(t, r.Ready().API+"/world?limit=5&offset=10", "", &page); code != 200 {
@@ -204,7 +189,7 @@ func ehrLaunch(t *testing.T, r *scenarios.Running, patient, user string, extraSc
 }
 
 func TestEHRLaunchThenFHIRAccessIsEnforced(t *testing.T) {
-	r := startWorld(t, scenarios.Options{})
+	r := sharedWorld(t)
 	w := world(t, r)
 	patient := w.Patients[0].EHRID
 	other := w.Patients[1].EHRID
@@ -249,7 +234,7 @@ func TestEHRLaunchThenFHIRAccessIsEnforced(t *testing.T) {
 }
 
 func TestLaunchAPIRefusesUnknownNames(t *testing.T) {
-	r := startWorld(t, scenarios.Options{})
+	r := sharedWorld(t)
 	w := world(t, r)
 	for _, tc := range []struct {
 		name, body, wantErr string

@@ -110,7 +110,7 @@ func patientOfClass(t *testing.T, w scenarios.WorldView, class string) scenarios
 }
 
 func TestLaunchTokenFlowAcrossBothServers(t *testing.T) {
-	r := startWorld(t, scenarios.Options{})
+	r := sharedWorld(t)
 	w := world(t, r)
 	ready := r.Ready()
 
