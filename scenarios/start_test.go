@@ -2,7 +2,6 @@ package scenarios_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
