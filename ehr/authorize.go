@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -243,12 +242,13 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	req.Scopes = s.grantable(client, requested, lc != nil, len(launchAud) > 0).String()
 	switch {
 	case lc != nil:
-		// The EHR user who launched the app is signed in to the EHR.
+		// The EHR user who launched the app is recognised for this one
+		// authorization request only: the launch signs nobody in to the
+		// browser session (sess stays whatever it was, possibly anonymous,
+		// and only binds the request to this browser).
 		req.EHRLaunch = true
 		req.Username, req.AuthTime = lc.User, now.Unix()
 		req.PatientID, req.EncounterID, req.EncounterDone = lc.Patient, lc.Encounter, true
-		sess = &session{ID: authkit.RandomString(24), Username: lc.User, AuthTime: now.Unix()}
-		req.Session = sess.ID
 	case sess.Username != "":
 		req.Username, req.AuthTime = sess.Username, sess.AuthTime
 	}
@@ -331,33 +331,33 @@ func (s *Server) grantable(c *authkit.Client, requested scope.Set, ehrLaunch, la
 			if !launchTokenAud {
 				return false
 			}
+		case sc.Raw == "offline_access":
+			if !c.HasGrant(authkit.GrantRefreshToken) {
+				return false
+			}
 		case sc.Raw == "online_access":
-			if requested.Has("offline_access") {
+			if requested.Has("offline_access") || !c.HasGrant(authkit.GrantRefreshToken) {
 				return false
 			}
 		case slices.Contains(knownPlain, sc.Raw):
 		default:
 			return false
 		}
-		return limit == nil || covers(limit, sc)
+		return limit == nil || limit.Covers(sc)
 	})
 	return out
 }
 
-// covers reports whether a registered scope limit allows sc.
-func covers(limit scope.Set, sc scope.Scope) bool {
-	for _, l := range limit {
-		if l.Raw == sc.Raw {
-			return true
+// forPatientUser narrows a grant to what a patient (portal) user may have:
+// no user/ or system/ scopes (dropped, see the package doc), and without a
+// Patient record of their own no patient data or patient context either.
+func forPatientUser(set scope.Set, ownPatient string) scope.Set {
+	return set.Filter(func(sc scope.Scope) bool {
+		if sc.IsResource() {
+			return sc.Level == scope.Patient && ownPatient != ""
 		}
-		if l.IsResource() && sc.IsResource() && l.Level == sc.Level &&
-			(l.Resource == "*" || l.Resource == sc.Resource) &&
-			l.Perms&sc.Perms == sc.Perms &&
-			(l.Query == nil || reflect.DeepEqual(l.Query, sc.Query)) {
-			return true
-		}
-	}
-	return false
+		return sc.Raw != "launch/patient" || ownPatient != ""
+	})
 }
 
 // finalScopes is what the consent page offers once the context is known.
@@ -401,6 +401,16 @@ func (s *Server) advance(w http.ResponseWriter, r *http.Request, req *authReques
 		return
 	}
 	set, _ := scope.Parse(req.Scopes)
+	if user.Kind == PatientUser {
+		// A patient user only ever sees their own record.
+		if req.PatientID != "" && req.PatientID != user.PatientID {
+			fail(authkit.ErrAccessDenied.With("a patient user can only open their own record"))
+			return
+		}
+		req.PatientID = user.PatientID
+		set = forPatientUser(set, user.PatientID)
+		req.Scopes = set.String()
+	}
 	if req.PatientID == "" && set.Has("launch/patient") {
 		if user.Kind == PatientUser && user.PatientID != "" {
 			req.PatientID = user.PatientID
@@ -637,12 +647,41 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	for _, sc := range offered {
-		page.Scopes = append(page.Scopes, ui.ConsentScope{Value: sc.Raw, Description: Describe(sc), Checked: true})
+		desc := Describe(sc)
+		if sc.Raw == "launch-token" {
+			if names := s.partnerNames(req.LaunchAud); len(names) > 0 {
+				desc = "Pass this patient and user context to " + strings.Join(names, ", ")
+				page.Notes = append(page.Notes, "The patient and user context will be passed to: "+strings.Join(names, ", ")+".")
+			}
+		}
+		page.Scopes = append(page.Scopes, ui.ConsentScope{Value: sc.Raw, Description: desc, Checked: true})
 	}
 	if len(offered) == 0 {
 		page.Notes = append(page.Notes, "The app asked for nothing this server can grant.")
 	}
 	_ = s.pages.Render(w, http.StatusOK, ui.PageConsent, page)
+}
+
+// partnerNames names the organisations behind launch-token audiences: the
+// Others entry whose FHIR base the partner guards, with that base, else
+// the partner issuer.
+func (s *Server) partnerNames(aud []string) []string {
+	var out []string
+	for _, iss := range aud {
+		name := iss
+		for _, p := range s.cfg.Partners {
+			if p.Issuer != iss {
+				continue
+			}
+			for _, o := range s.cfg.Others {
+				if sameBase(o.FHIRBase, p.FHIRBase) && o.Name != "" {
+					name = o.Name + " (" + p.FHIRBase + ")"
+				}
+			}
+		}
+		out = append(out, name)
+	}
+	return out
 }
 
 // codeRecord is what an authorization code stands for.

@@ -116,14 +116,18 @@ type Config struct {
 	Clients       []authkit.Client // registered at start
 	Partners      []Partner
 	Lifetimes     Lifetimes
-	Strict        bool   // close dynamic registration
-	DataPath      string // SQLite file for keys, clients, refresh tokens; "" = memory
-	CookiePrefix  string // default "sim_ehr"
-	ProductName   string // page header; default OrgName + " EHR"
-	LoginHint     string // text shown under the login form (demo accounts)
-	Now           func() time.Time
-	Logger        *slog.Logger
-	HTTPClient    *http.Client
+	Strict        bool // close dynamic registration
+	// OpenBackendRegistration lets dynamic registration create Backend
+	// Services clients (client_credentials, system/ scopes). Off: those
+	// clients come only from Clients and Partners.
+	OpenBackendRegistration bool
+	DataPath                string // SQLite file for keys, clients, refresh tokens; "" = memory
+	CookiePrefix            string // default "sim_ehr"
+	ProductName             string // page header; default OrgName + " EHR"
+	LoginHint               string // text shown under the login form (demo accounts)
+	Now                     func() time.Time
+	Logger                  *slog.Logger
+	HTTPClient              *http.Client
 }
 
 func (c *Config) normalize() error {

@@ -11,8 +11,18 @@
 //   - aud at authorize must equal FHIRBase; one trailing slash is ignored on
 //     either side.
 //   - An EHR launch carries its user: the user named in the launch context
-//     is treated as signed in to the EHR, so no login page is shown (the
-//     consent page still is).
+//     is recognised for that one authorization request, so no login page
+//     is shown (the consent page still is). The launch signs nobody in to
+//     the browser session: a later request from the same browser is
+//     treated as if the launch had not happened.
+//   - A patient (portal) user never gets user/ or system/ scopes: they are
+//     dropped once the user is known (not rewritten to patient/; the
+//     granted scope in the token response says so). The user's own Patient
+//     becomes the grant's patient whatever was asked, an EHR launch for
+//     another patient is refused with access_denied, and the access token
+//     is confined to that Patient (authkit.Access.PatientSubject) even
+//     when it holds no patient/ scope. A patient user without a Patient
+//     record gets no patient data at all.
 //   - Access tokens are RS256 JWTs (typ at+jwt, aud = FHIRBase, jti) checked
 //     against an in-memory revocation set (persisted) and cached after the
 //     first verification.
@@ -20,8 +30,24 @@
 //     client_credentials only to clients registered as introspectors
 //     (partner authorization servers). A bearer token carrying it may
 //     introspect any access token, and launch-tokens addressed to its
-//     partner issuer. A confidential client authenticating as at the token
-//     endpoint sees only tokens issued to itself.
+//     partner issuer; refresh tokens only of its own client. A
+//     confidential client authenticating as at the token endpoint sees
+//     only tokens issued to itself.
+//   - Dynamic registration (RFC 7591) refuses client_credentials and
+//     system/ scopes with invalid_client_metadata unless
+//     Config.OpenBackendRegistration: Backend Services clients come from
+//     configuration (Clients, Partners). A registered client's scope is
+//     narrowed to RegistrationCeiling (the ceiling itself when it asks for
+//     none).
+//   - A code replay revokes everything its first use issued: the access
+//     token, the refresh family and the launch-token (which then
+//     introspects as inactive). The replay marker is written before the
+//     code is taken, so a racing replay is caught too.
+//   - Refresh tokens are issued, and the refresh_token grant accepted, only
+//     for clients registered with the refresh_token grant type;
+//     offline_access and online_access are not granted to others.
+//   - An id_token is issued whenever openid is granted with a user.
+//   - Client assertions (private_key_jwt) must name their key with kid.
 //   - A launch-token introspects with token_type "launch-token"; the first
 //     introspection by a caller in its aud consumes it.
 //   - Revoking a token of another client answers 200 and revokes nothing

@@ -106,7 +106,10 @@ func (s *Server) introspect(ctx context.Context, who caller, tok string) map[str
 	if json.Unmarshal(b, &rec) != nil || rec.Used || s.familyRevoked(rec.Family) {
 		return inactive
 	}
-	if !who.any && rec.ClientID != who.clientID {
+	// Refresh tokens are for their own client only: the introspect
+	// permission of a partner covers access tokens and the launch-tokens
+	// addressed to it, never another client's refresh tokens.
+	if rec.ClientID != who.clientID {
 		return inactive
 	}
 	out := map[string]any{"active": true, "token_type": "refresh_token", "client_id": rec.ClientID, "scope": rec.Scopes, "iss": s.cfg.Issuer}
@@ -151,7 +154,7 @@ func (s *Server) introspectLaunchToken(ctx context.Context, who caller, tok stri
 	if c.Iss != s.cfg.Issuer || c.Jti == "" || now.Unix() >= c.Exp {
 		return inactive
 	}
-	if who.partner == "" || !slices.Contains(c.Aud, who.partner) {
+	if who.partner == "" || !slices.Contains(c.Aud, who.partner) || s.revoked(c.Jti, "") {
 		return inactive
 	}
 	if err := s.ephemeral.Add(ctx, bucketLTUsed, c.Jti, []byte{1}, now.Add(s.cfg.Lifetimes.LaunchToken*2)); err != nil {

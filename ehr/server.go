@@ -39,6 +39,13 @@ type Server struct {
 // Introspection permission scope (see package doc).
 const ScopeIntrospect = "introspect"
 
+// RegistrationCeiling is the most a dynamically registered client may be
+// granted (its registered scope is narrowed to this): identity, launch
+// context, refresh, the launch-token, patient data, and read/search of
+// what the user can see. Writes at user level and system/ scopes need a
+// configured client.
+const RegistrationCeiling = "openid fhirUser profile launch launch/patient launch/encounter launch-token offline_access online_access patient/*.cruds user/*.rs"
+
 // Buckets.
 const (
 	bucketRefresh    = "refresh"
@@ -95,6 +102,8 @@ func (s *Server) init(ctx context.Context) error {
 		return err
 	}
 	s.clients.Closed = s.cfg.Strict
+	s.clients.OpenBackend = s.cfg.OpenBackendRegistration
+	s.clients.ScopeCeiling = RegistrationCeiling
 	s.auth = &authkit.ClientAuthenticator{
 		Registry:   s.clients,
 		Audiences:  []string{s.url("/token"), s.cfg.Issuer},

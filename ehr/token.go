@@ -40,9 +40,11 @@ type refreshRecord struct {
 	Used bool `json:"used,omitempty"`
 }
 
+// usedCode is the replay marker of a code: what its first use issues.
 type usedCode struct {
-	Family string `json:"family"`
-	JTI    string `json:"jti"`
+	Family    string `json:"family"`
+	JTI       string `json:"jti"`
+	LaunchJTI string `json:"launch_jti,omitempty"`
 }
 
 // FHIRContext is one SMART 2.2 fhirContext entry.
@@ -71,6 +73,8 @@ type accessClaims struct {
 	FHIRUser  string   `json:"fhirUser,omitempty"`
 	Family    string   `json:"fam,omitempty"`
 	IDIss     bool     `json:"oid,omitempty"` // an id_token accompanied it
+	// PatientUser: the subject is a patient user, confined to Patient.
+	PatientUser bool `json:"patient_user,omitempty"`
 }
 
 type idClaims struct {
@@ -178,26 +182,30 @@ func (s *Server) grantCode(ctx context.Context, c *authkit.Client, form map[stri
 		return nil, authkit.ErrInvalidRequest.With("code, redirect_uri and code_verifier are required")
 	}
 	key := authkit.Hash(code)
+	errUsed := authkit.ErrInvalidGrant.With("code is invalid, expired or already used")
+	// The replay marker names what this use will issue and is written
+	// before the code is taken: a replay, even one racing this use, finds
+	// it and revokes all of it (RFC 6749 §4.1.2).
+	used := usedCode{Family: authkit.RandomString(16), JTI: authkit.RandomString(16), LaunchJTI: authkit.RandomString(16)}
+	ub, _ := json.Marshal(used)
+	if err := s.ephemeral.Add(ctx, bucketUsedCode, key, ub, s.cfg.Now().Add(max(s.cfg.Lifetimes.Access, s.cfg.Lifetimes.Refresh))); err != nil {
+		if !errors.Is(err, authkit.ErrExists) {
+			return nil, fmt.Errorf("record code use: %w", err)
+		}
+		s.revokeReplayed(ctx, key)
+		return nil, errUsed
+	}
 	b, err := s.ephemeral.Take(ctx, bucketCode, key)
 	if err != nil {
-		// A replayed code revokes what its first use issued (RFC 6749 §4.1.2).
-		if ub, err := s.ephemeral.Get(ctx, bucketUsedCode, key); err == nil {
-			var u usedCode
-			if json.Unmarshal(ub, &u) == nil {
-				s.revokeFamily(ctx, u.Family)
-				s.revokeJTI(ctx, u.JTI, s.cfg.Now().Add(s.cfg.Lifetimes.Access))
-			}
-		}
-		return nil, authkit.ErrInvalidGrant.With("code is invalid, expired or already used")
+		// Unknown or expired: nothing was issued, forget the marker.
+		_ = s.ephemeral.Delete(ctx, bucketUsedCode, key)
+		return nil, errUsed
 	}
 	var rec codeRecord
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return nil, fmt.Errorf("decode code: %w", err)
 	}
-	rec.Family = authkit.RandomString(16)
-	jti := authkit.RandomString(16)
-	ub, _ := json.Marshal(usedCode{Family: rec.Family, JTI: jti})
-	_ = s.ephemeral.Put(ctx, bucketUsedCode, key, ub, s.cfg.Now().Add(max(s.cfg.Lifetimes.Access, s.cfg.Lifetimes.Refresh)))
+	rec.Family = used.Family
 	if rec.ClientID != c.ID {
 		return nil, authkit.ErrInvalidGrant.With("code was issued to another client")
 	}
@@ -207,7 +215,27 @@ func (s *Server) grantCode(ctx context.Context, c *authkit.Client, form map[stri
 	if !authkit.VerifyPKCE(rec.Challenge, verifier) {
 		return nil, authkit.ErrInvalidGrant.With("code_verifier does not match the code_challenge")
 	}
-	return s.issue(ctx, c, rec.grantData, jti, true)
+	return s.issue(ctx, c, rec.grantData, used.JTI, used.LaunchJTI)
+}
+
+// revokeReplayed revokes everything the first use of a replayed code
+// issued: the refresh family, the access token and the launch-token.
+func (s *Server) revokeReplayed(ctx context.Context, key string) {
+	ub, err := s.ephemeral.Get(ctx, bucketUsedCode, key)
+	if err != nil {
+		return
+	}
+	var u usedCode
+	if json.Unmarshal(ub, &u) != nil {
+		return
+	}
+	now := s.cfg.Now()
+	s.revokeFamily(ctx, u.Family)
+	s.revokeJTI(ctx, u.JTI, now.Add(s.cfg.Lifetimes.Access))
+	if u.LaunchJTI != "" {
+		s.revokeJTI(ctx, u.LaunchJTI, now.Add(s.cfg.Lifetimes.LaunchToken))
+		_ = s.ephemeral.Put(ctx, bucketLTUsed, u.LaunchJTI, []byte{1}, now.Add(s.cfg.Lifetimes.LaunchToken*2))
+	}
 }
 
 func (s *Server) grantRefresh(ctx context.Context, c *authkit.Client, form map[string][]string) (*TokenResponse, error) {
@@ -216,6 +244,9 @@ func (s *Server) grantRefresh(ctx context.Context, c *authkit.Client, form map[s
 			return v[0]
 		}
 		return ""
+	}
+	if !c.HasGrant(authkit.GrantRefreshToken) {
+		return nil, authkit.ErrUnauthorizedClient.With("client is not registered for refresh_token")
 	}
 	tok := get("refresh_token")
 	if tok == "" {
@@ -264,7 +295,7 @@ func (s *Server) grantRefresh(ctx context.Context, c *authkit.Client, form map[s
 		return nil, authkit.ErrInvalidGrant.With("refresh token is invalid or expired")
 	}
 	g := rec.grantData
-	resp, err := s.issueWith(ctx, c, g, issueScopes, authkit.RandomString(16), false)
+	resp, err := s.issueWith(ctx, c, g, issueScopes, authkit.RandomString(16), "")
 	return resp, err
 }
 
@@ -283,7 +314,7 @@ func (s *Server) grantClientCredentials(ctx context.Context, c *authkit.Client, 
 	limit := c.AllowedScopes()
 	granted := asked.Filter(func(sc scope.Scope) bool {
 		ok := sc.IsResource() && sc.Level == scope.System || sc.Raw == ScopeIntrospect && c.Introspector
-		return ok && (limit == nil || covers(limit, sc))
+		return ok && (limit == nil || limit.Covers(sc))
 	})
 	if len(granted) == 0 {
 		return nil, authkit.ErrInvalidScope.With("no grantable system scope requested")
@@ -302,9 +333,9 @@ func (s *Server) grantClientCredentials(ctx context.Context, c *authkit.Client, 
 	return &TokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(life / time.Second), Scope: granted.String()}, nil
 }
 
-func (s *Server) issue(ctx context.Context, c *authkit.Client, g grantData, jti string, first bool) (*TokenResponse, error) {
+func (s *Server) issue(ctx context.Context, c *authkit.Client, g grantData, jti, launchJTI string) (*TokenResponse, error) {
 	set, _ := scope.Parse(g.Scopes)
-	return s.issueWith(ctx, c, g, set, jti, first)
+	return s.issueWith(ctx, c, g, set, jti, launchJTI)
 }
 
 func (s *Server) absolute(ref string) string {
@@ -314,11 +345,14 @@ func (s *Server) absolute(ref string) string {
 	return s.cfg.FHIRBase + "/" + ref
 }
 
-// issueWith mints the token response for a user grant. first is true at
-// the code exchange (launch_token and id_token nonce only then).
-func (s *Server) issueWith(ctx context.Context, c *authkit.Client, g grantData, set scope.Set, jti string, first bool) (*TokenResponse, error) {
+// issueWith mints the token response for a user grant. launchJTI is set
+// at the code exchange only (launch_token and id_token nonce only then);
+// it is the jti of the launch-token, known beforehand so that a code
+// replay can revoke it.
+func (s *Server) issueWith(ctx context.Context, c *authkit.Client, g grantData, set scope.Set, jti, launchJTI string) (*TokenResponse, error) {
 	now := s.cfg.Now()
 	life := s.cfg.Lifetimes.Access
+	first := launchJTI != ""
 	var user User
 	if g.Username != "" {
 		u, err := s.cfg.Users.Lookup(ctx, g.Username)
@@ -326,6 +360,15 @@ func (s *Server) issueWith(ctx context.Context, c *authkit.Client, g grantData, 
 			return nil, authkit.ErrInvalidGrant.With("the user is no longer known")
 		}
 		user = u
+	}
+	patientUser := user.Kind == PatientUser
+	if patientUser {
+		// Checked again here (a refresh outlives the consent): a patient
+		// user's grant is their own record only.
+		if g.PatientID != user.PatientID {
+			return nil, authkit.ErrInvalidGrant.With("the grant is not for the user's own record")
+		}
+		set = forPatientUser(set, user.PatientID)
 	}
 	fhirUser := ""
 	if set.Has("fhirUser") {
@@ -349,12 +392,16 @@ func (s *Server) issueWith(ctx context.Context, c *authkit.Client, g grantData, 
 		resp.NeedPatientBanner = &banner
 		resp.SmartStyleURL = s.url("/smart-style.json")
 	}
-	withID := set.Has("openid") && g.Username != "" && (set.Has("fhirUser") || set.Has("profile"))
+	withID := set.Has("openid") && g.Username != ""
 	claims := accessClaims{
 		Iss: s.cfg.Issuer, Sub: g.Username, Aud: []string{s.cfg.FHIRBase},
 		Exp: now.Add(life).Unix(), Iat: now.Unix(), Jti: jti, ClientID: c.ID,
 		Scope: set.String(), Patient: patient, Encounter: encounter, FHIRUser: fhirUser,
 		Family: g.Family, IDIss: withID,
+	}
+	if patientUser {
+		// Confined to their own Patient whatever the scopes.
+		claims.Patient, claims.PatientUser = user.PatientID, true
 	}
 	at, err := s.signer.Sign(claims, typAccess)
 	if err != nil {
@@ -378,7 +425,7 @@ func (s *Server) issueWith(ctx context.Context, c *authkit.Client, g grantData, 
 	}
 	// Rotation keeps the original grant: a down-scoped refresh still gets
 	// a refresh token for the full grant (RFC 6749 §6).
-	if grant, _ := scope.Parse(g.Scopes); grant.Has("offline_access") || grant.Has("online_access") {
+	if grant, _ := scope.Parse(g.Scopes); c.HasGrant(authkit.GrantRefreshToken) && (grant.Has("offline_access") || grant.Has("online_access")) {
 		rt := authkit.RandomString(32)
 		rec := refreshRecord{grantData: g}
 		rec.Nonce = ""
@@ -389,7 +436,7 @@ func (s *Server) issueWith(ctx context.Context, c *authkit.Client, g grantData, 
 		resp.RefreshToken = rt
 	}
 	if first && set.Has("launch-token") && len(g.LaunchAud) > 0 {
-		lt, err := s.launchToken(c, g, user, now)
+		lt, err := s.launchToken(c, g, user, now, launchJTI)
 		if err != nil {
 			return nil, err
 		}
@@ -399,7 +446,7 @@ func (s *Server) issueWith(ctx context.Context, c *authkit.Client, g grantData, 
 }
 
 // launchToken mints the draft's launch-token (flows.md A.4).
-func (s *Server) launchToken(c *authkit.Client, g grantData, user User, now time.Time) (string, error) {
+func (s *Server) launchToken(c *authkit.Client, g grantData, user User, now time.Time, jti string) (string, error) {
 	ctxs := []FHIRContext{}
 	if g.PatientID != "" {
 		ctxs = append(ctxs, FHIRContext{Type: "Patient", Identifier: &Identifier{System: "urn:ietf:rfc:3986", Value: s.absolute("Patient/" + g.PatientID)}, Role: RoleLaunchFullURL})
@@ -409,7 +456,7 @@ func (s *Server) launchToken(c *authkit.Client, g grantData, user User, now time
 	}
 	claims := launchTokenClaims{
 		Iss: s.cfg.Issuer, Sub: g.Username, Aud: slices.Clone(g.LaunchAud), Azp: c.ID, SoftwareID: c.SoftwareID,
-		Iat: now.Unix(), Exp: now.Add(s.cfg.Lifetimes.LaunchToken).Unix(), Jti: authkit.RandomString(16),
+		Iat: now.Unix(), Exp: now.Add(s.cfg.Lifetimes.LaunchToken).Unix(), Jti: jti,
 		FHIRUser: s.absolute(user.FHIRUser), FHIRContext: ctxs,
 	}
 	return s.signer.Sign(claims, typLaunchToken)

@@ -74,7 +74,7 @@ func (s *Server) parseAccess(bearer string) (*cachedAccess, error) {
 	}
 	return &cachedAccess{family: c.Family, access: &authkit.Access{
 		TokenID: c.Jti, ClientID: c.ClientID, Subject: c.Sub, FHIRUser: c.FHIRUser,
-		PatientID: c.Patient, EncounterID: c.Encounter, Scopes: set, Audience: c.Aud,
+		PatientID: c.Patient, EncounterID: c.Encounter, PatientSubject: c.PatientUser, Scopes: set, Audience: c.Aud,
 		IssuedAt: time.Unix(c.Iat, 0), Expires: time.Unix(c.Exp, 0),
 	}}, nil
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
-	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -275,32 +274,20 @@ func grantable(c *authkit.Client, requested scope.Set, launch bool) scope.Set {
 			if !launch {
 				return false
 			}
+		case sc.Raw == "offline_access":
+			if !c.HasGrant(authkit.GrantRefreshToken) {
+				return false
+			}
 		case sc.Raw == "online_access":
-			if requested.Has("offline_access") {
+			if requested.Has("offline_access") || !c.HasGrant(authkit.GrantRefreshToken) {
 				return false
 			}
 		case slices.Contains(knownPlain, sc.Raw):
 		default:
 			return false
 		}
-		return limit == nil || covers(limit, sc)
+		return limit == nil || limit.Covers(sc)
 	})
-}
-
-// covers reports whether a registered scope limit allows sc.
-func covers(limit scope.Set, sc scope.Scope) bool {
-	for _, l := range limit {
-		if l.Raw == sc.Raw {
-			return true
-		}
-		if l.IsResource() && sc.IsResource() && l.Level == sc.Level &&
-			(l.Resource == "*" || l.Resource == sc.Resource) &&
-			l.Perms&sc.Perms == sc.Perms &&
-			(l.Query == nil || reflect.DeepEqual(l.Query, sc.Query)) {
-			return true
-		}
-	}
-	return false
 }
 
 // offered is what the consent page offers: the grantable scopes minus the

@@ -39,6 +39,13 @@
 //     remembered consent.
 //   - Any failure talking to the EHR (down, slow, 5xx, unreadable answer)
 //     fails closed with temporarily_unavailable; never a code.
+//   - A code replay revokes what its first use issued; the replay marker
+//     is written before the code is taken, so a racing replay is caught.
+//   - Refresh tokens are issued, and the refresh_token grant accepted,
+//     only for clients registered with the refresh_token grant type. An
+//     id_token is issued whenever openid is granted with a user.
+//   - Dynamic registration never creates Backend Services clients and
+//     narrows a client's scope to RegistrationCeiling.
 //   - Access tokens are RS256 JWTs (typ at+jwt, aud = the Other FHIR base)
 //     signed with keys published at /auth/jwks. Client assertions to the
 //     EHR AS are signed with a separate key, published at

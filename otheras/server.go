@@ -33,6 +33,11 @@ type Server struct {
 	revokedFam map[string]time.Time
 }
 
+// RegistrationCeiling is the most a dynamically registered client may be
+// granted (its registered scope is narrowed to this). Dynamic registration
+// never creates Backend Services clients (authkit.Registry.OpenBackend).
+const RegistrationCeiling = "openid fhirUser profile launch launch/patient offline_access online_access patient/*.cruds user/*.rs"
+
 // Buckets.
 const (
 	bucketRefresh    = "refresh"
@@ -103,6 +108,7 @@ func (s *Server) init(ctx context.Context) error {
 		return err
 	}
 	s.clients.Closed = s.cfg.Strict
+	s.clients.ScopeCeiling = RegistrationCeiling
 	s.auth = &authkit.ClientAuthenticator{
 		Registry:   s.clients,
 		Audiences:  []string{s.url("/token"), s.cfg.Issuer},

@@ -171,28 +171,39 @@ func (s *Server) grantCode(ctx context.Context, c *authkit.Client, form url.Valu
 		return nil, authkit.ErrInvalidRequest.With("code, redirect_uri and code_verifier are required")
 	}
 	key := authkit.Hash(code)
-	b, err := s.ephemeral.Take(ctx, bucketCode, key)
-	if err != nil {
-		// A replayed code revokes what its first use issued (RFC 6749 §4.1.2).
-		if ub, err := s.ephemeral.Get(ctx, bucketUsedCode, key); err == nil {
+	errUsed := authkit.ErrInvalidGrant.With("code is invalid, expired or already used")
+	now := s.cfg.Now()
+	// The replay marker names what this use will issue and is written
+	// before the code is taken: a replay, even one racing this use, finds
+	// it and revokes all of it (RFC 6749 §4.1.2).
+	used := usedCode{Family: authkit.RandomString(16), JTI: authkit.RandomString(16), Exp: now.Add(s.cfg.Lifetimes.Access).Unix()}
+	ub, _ := json.Marshal(used)
+	if err := s.ephemeral.Add(ctx, bucketUsedCode, key, ub, now.Add(max(s.cfg.Lifetimes.Access, s.cfg.Lifetimes.Refresh))); err != nil {
+		if !errors.Is(err, authkit.ErrExists) {
+			return nil, fmt.Errorf("record code use: %w", err)
+		}
+		if pb, err := s.ephemeral.Get(ctx, bucketUsedCode, key); err == nil {
 			var u usedCode
-			if json.Unmarshal(ub, &u) == nil {
+			if json.Unmarshal(pb, &u) == nil {
 				s.revokeFamily(ctx, u.Family)
 				s.revokeJTI(ctx, u.JTI, timeUnix(u.Exp))
 			}
 		}
-		return nil, authkit.ErrInvalidGrant.With("code is invalid, expired or already used")
+		return nil, errUsed
+	}
+	b, err := s.ephemeral.Take(ctx, bucketCode, key)
+	if err != nil {
+		// Unknown or expired: nothing was issued, forget the marker.
+		_ = s.ephemeral.Delete(ctx, bucketUsedCode, key)
+		return nil, errUsed
 	}
 	var rec codeRecord
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return nil, fmt.Errorf("decode code: %w", err)
 	}
 	withFlow(ctx, rec.Flow)
-	now := s.cfg.Now()
-	rec.Family = authkit.RandomString(16)
-	jti := authkit.RandomString(16)
-	ub, _ := json.Marshal(usedCode{Family: rec.Family, JTI: jti, Exp: now.Add(s.cfg.Lifetimes.Access).Unix()})
-	_ = s.ephemeral.Put(ctx, bucketUsedCode, key, ub, now.Add(max(s.cfg.Lifetimes.Access, s.cfg.Lifetimes.Refresh)))
+	rec.Family = used.Family
+	jti := used.JTI
 	if rec.ClientID != c.ID {
 		return nil, authkit.ErrInvalidGrant.With("code was issued to another client")
 	}
@@ -207,6 +218,9 @@ func (s *Server) grantCode(ctx context.Context, c *authkit.Client, form url.Valu
 }
 
 func (s *Server) grantRefresh(ctx context.Context, c *authkit.Client, form url.Values) (*TokenResponse, error) {
+	if !c.HasGrant(authkit.GrantRefreshToken) {
+		return nil, authkit.ErrUnauthorizedClient.With("client is not registered for refresh_token")
+	}
 	tok := form.Get("refresh_token")
 	if tok == "" {
 		return nil, authkit.ErrInvalidRequest.With("refresh_token is required")
@@ -297,7 +311,7 @@ func (s *Server) issue(ctx context.Context, c *authkit.Client, g grantData, set 
 		return nil, err
 	}
 	resp.AccessToken = at
-	if set.Has("openid") && g.Username != "" && (set.Has("fhirUser") || set.Has("profile")) {
+	if set.Has("openid") && g.Username != "" {
 		idc := idClaims{Iss: s.cfg.Issuer, Sub: g.Username, Aud: c.ID, Exp: now.Add(life).Unix(), Iat: now.Unix(), AuthTime: g.AuthTime, FHIRUser: fhirUser}
 		if first {
 			idc.Nonce = g.Nonce
@@ -309,7 +323,7 @@ func (s *Server) issue(ctx context.Context, c *authkit.Client, g grantData, set 
 			return nil, err
 		}
 	}
-	if grant, _ := scope.Parse(g.Scopes); grant.Has("offline_access") || grant.Has("online_access") {
+	if grant, _ := scope.Parse(g.Scopes); c.HasGrant(authkit.GrantRefreshToken) && (grant.Has("offline_access") || grant.Has("online_access")) {
 		rt := authkit.RandomString(32)
 		rec := refreshRecord{grantData: g}
 		rec.Nonce = ""

@@ -83,6 +83,15 @@ type Registry struct {
 	mu     sync.RWMutex
 	byID   map[string]*Client
 	Closed bool // refuse dynamic registration
+	// OpenBackend lets dynamic registration create Backend Services
+	// clients (client_credentials, system/ scopes). Off by default: such
+	// clients come from configuration.
+	OpenBackend bool
+	// ScopeCeiling is the most a dynamically registered client may be
+	// granted: its registered scope is the requested scope narrowed to the
+	// ceiling (system/ scopes pass when OpenBackend), or the ceiling when
+	// it asks for none. "" = no ceiling.
+	ScopeCeiling string
 }
 
 const clientBucket = "clients"
@@ -311,6 +320,9 @@ func (r *Registry) Register(ctx context.Context, body []byte) (*RegistrationResp
 	if err := Validate(&c); err != nil {
 		return nil, err
 	}
+	if err := r.limitRegistration(&c); err != nil {
+		return nil, err
+	}
 	var secret string
 	if c.AuthMethod == AuthSecretBasic || c.AuthMethod == AuthSecretPost {
 		secret = RandomString(32)
@@ -342,6 +354,42 @@ func (r *Registry) Register(ctx context.Context, body []byte) (*RegistrationResp
 		resp.ClientSecretExpiresAt = &zero
 	}
 	return resp, nil
+}
+
+// limitRegistration applies what dynamic registration may hand out:
+// no Backend Services unless OpenBackend, and the scope ceiling.
+func (r *Registry) limitRegistration(c *Client) error {
+	asked, err := scope.Parse(c.Scope)
+	if err != nil {
+		return ErrInvalidClientMeta.With("scope is malformed")
+	}
+	if !r.OpenBackend {
+		if c.HasGrant(GrantClientCredentials) {
+			return ErrInvalidClientMeta.With("client_credentials is not open to dynamic registration: Backend Services clients are configured by the server operator")
+		}
+		if asked.HasLevel(scope.System) {
+			return ErrInvalidClientMeta.With("system/ scopes are not open to dynamic registration")
+		}
+	}
+	if r.ScopeCeiling == "" {
+		return nil
+	}
+	ceiling, err := scope.Parse(r.ScopeCeiling)
+	if err != nil {
+		return fmt.Errorf("registration scope ceiling: %w", err)
+	}
+	if len(asked) == 0 {
+		c.Scope = ceiling.String()
+		return nil
+	}
+	kept := asked.Filter(func(sc scope.Scope) bool {
+		return ceiling.Covers(sc) || r.OpenBackend && sc.IsResource() && sc.Level == scope.System
+	})
+	if len(kept) == 0 {
+		return ErrInvalidClientMeta.With("scope asks for nothing this server grants to registered apps")
+	}
+	c.Scope = kept.String()
+	return nil
 }
 
 // ServeRegister is the RFC 7591 registration endpoint (POST JSON).

@@ -170,6 +170,10 @@ func (a *ClientAuthenticator) verifyAssertion(ctx context.Context, assertion, fo
 		return nil, errAssertion
 	}
 	h := tok.Headers[0]
+	if h.KeyID == "" {
+		// SMART client-confidential-asymmetric: the header SHALL carry kid.
+		return nil, ErrInvalidClient.With("client assertion needs a kid header")
+	}
 	keys, err := a.clientKeys(ctx, c, h.KeyID)
 	if err != nil {
 		return nil, ErrInvalidClient.With("client keys unavailable")
@@ -177,7 +181,7 @@ func (a *ClientAuthenticator) verifyAssertion(ctx context.Context, assertion, fo
 	var claims assertionClaims
 	verified := false
 	for _, k := range keys {
-		if h.KeyID != "" && k.KeyID != h.KeyID {
+		if k.KeyID != h.KeyID {
 			continue
 		}
 		if k.Algorithm != "" && k.Algorithm != h.Algorithm {

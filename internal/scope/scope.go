@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 )
@@ -238,6 +239,25 @@ func (set Set) Subset(super Set) bool {
 		}
 	}
 	return true
+}
+
+// Covers reports whether the set, taken as a ceiling (a client's
+// registered scope), allows sc: the same token, or a resource scope of the
+// same level whose resource type ("*" matches any), permissions and query
+// include sc's. A ceiling with a query covers only the same query.
+func (set Set) Covers(sc Scope) bool {
+	for _, l := range set {
+		if l.Raw == sc.Raw {
+			return true
+		}
+		if l.IsResource() && sc.IsResource() && l.Level == sc.Level &&
+			(l.Resource == "*" || l.Resource == sc.Resource) &&
+			l.Perms&sc.Perms == sc.Perms &&
+			(l.Query == nil || reflect.DeepEqual(l.Query, sc.Query)) {
+			return true
+		}
+	}
+	return false
 }
 
 // InteractionPerm maps a FHIR interaction to the permission it needs.

@@ -73,3 +73,31 @@ func FuzzParse(f *testing.F) {
 		set.Allows([]Level{Patient, User, System}, "Observation", "search", url.Values{"category": {"x"}})
 	})
 }
+
+func TestCovers(t *testing.T) {
+	ceiling := MustParse("openid patient/*.cruds user/*.rs user/Observation.rs?category=laboratory")
+	for _, tc := range []struct {
+		sc   string
+		want bool
+	}{
+		{"openid", true},
+		{"profile", false},
+		{"patient/Observation.rs", true},
+		{"patient/*.cud", true},
+		{"user/Patient.r", true},
+		{"user/Patient.c", false},
+		{"system/*.rs", false},
+		{"user/Observation.rs?category=laboratory", true},
+	} {
+		sc, err := ParseOne(tc.sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ceiling.Covers(sc); got != tc.want {
+			t.Errorf("Covers(%s) = %v", tc.sc, got)
+		}
+	}
+	if (Set(nil)).Covers(MustParse("openid")[0]) {
+		t.Error("empty ceiling covers")
+	}
+}
