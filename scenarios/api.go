@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/smart-sim/sim/ehr"
 	"github.com/smart-sim/sim/internal/trace"
@@ -25,6 +26,11 @@ func (a *controlAPI) mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/launches", a.launch)
 	mux.HandleFunc("GET /api/traces", a.traces)
 	mux.HandleFunc("GET /api/traces/{id}", a.traceByID)
+	mux.HandleFunc("GET /api/faults", a.getFaults)
+	mux.HandleFunc("PUT /api/faults", a.putFaults)
+	mux.HandleFunc("DELETE /api/faults", a.deleteFaults)
+	mux.HandleFunc("GET /api/clock", a.getClock)
+	mux.HandleFunc("POST /api/clock", a.postClock)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
@@ -185,4 +191,90 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func apiError(w http.ResponseWriter, status int, code, desc string) {
 	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
+}
+
+// FaultsBody is the body of GET and PUT {api}/faults: the faults in force
+// on the calls between sim's servers, by target (ehr_as, introspection,
+// ehr_fhir). PUT replaces them all; DELETE clears them.
+type FaultsBody map[FaultTarget]ServerFault
+
+func (a *controlAPI) getFaults(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.r.Faults.Snapshot())
+}
+
+func (a *controlAPI) putFaults(w http.ResponseWriter, r *http.Request) {
+	var body map[FaultTarget]struct {
+		Down   bool   `json:"down"`
+		Delay  string `json:"delay"`
+		Status int    `json:"status"`
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, 16<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		apiError(w, http.StatusBadRequest, "invalid_request", `body must be a JSON object like {"ehr_as": {"down": true}, "introspection": {"status": 500}, "ehr_fhir": {"delay": "4s"}}: `+err.Error())
+		return
+	}
+	next := FaultsBody{}
+	for target, f := range body {
+		sf := ServerFault{Down: f.Down, Status: f.Status}
+		if f.Delay != "" {
+			d, err := time.ParseDuration(f.Delay)
+			if err != nil || d < 0 || d > time.Minute {
+				apiError(w, http.StatusBadRequest, "invalid_request", "delay must be a duration from 0s to 1m, like 4s")
+				return
+			}
+			sf.Delay = d
+		}
+		if sf.Status != 0 && (sf.Status < 400 || sf.Status > 599) {
+			apiError(w, http.StatusBadRequest, "invalid_request", "status must be an HTTP error status from 400 to 599")
+			return
+		}
+		next[target] = sf
+	}
+	if err := a.r.Faults.Replace(next); err != nil {
+		apiError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, a.r.Faults.Snapshot())
+}
+
+func (a *controlAPI) deleteFaults(w http.ResponseWriter, r *http.Request) {
+	a.r.Faults.Clear()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ClockBody is the body of GET {api}/clock and of its POST answer.
+type ClockBody struct {
+	Now  time.Time `json:"now"`
+	Skew string    `json:"skew"`
+}
+
+func (a *controlAPI) getClock(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, ClockBody{Now: a.r.Clock.Now(), Skew: a.r.Clock.Skew().String()})
+}
+
+// postClock skews every server's clock: {"advance": "6m"} moves it forward
+// (negative durations move it back), {"reset": true} removes the skew.
+func (a *controlAPI) postClock(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Advance string `json:"advance"`
+		Reset   bool   `json:"reset"`
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, 4<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil || (body.Advance == "") == !body.Reset {
+		apiError(w, http.StatusBadRequest, "invalid_request", `body must be {"advance": "<duration>"} or {"reset": true}`)
+		return
+	}
+	if body.Reset {
+		a.r.Clock.Reset()
+	} else {
+		d, err := time.ParseDuration(body.Advance)
+		if err != nil || d > 365*24*time.Hour || d < -365*24*time.Hour {
+			apiError(w, http.StatusBadRequest, "invalid_request", "advance must be a duration like 6m or -30s, within a year")
+			return
+		}
+		a.r.Clock.Advance(d)
+	}
+	a.getClock(w, r)
 }

@@ -30,7 +30,7 @@ type ServerFault struct {
 	Down bool `json:"down,omitempty"`
 	// Delay holds each call this long before it is sent (a slow server:
 	// longer than OtherAS's timeout means a timeout).
-	Delay time.Duration `json:"delay,omitempty"`
+	Delay time.Duration `json:"delay_ns,omitempty"`
 	// Status answers every call with this HTTP status instead.
 	Status int `json:"status,omitempty"`
 }
@@ -60,6 +60,37 @@ func (f *Faults) Set(target FaultTarget, fault ServerFault) error {
 		f.byTarget[target] = fault
 	}
 	return nil
+}
+
+// Replace puts exactly these faults in force.
+func (f *Faults) Replace(next map[FaultTarget]ServerFault) error {
+	for target := range next {
+		switch target {
+		case FaultEHRAS, FaultIntrospection, FaultEHRFHIR:
+		default:
+			return fmt.Errorf("unknown fault target %q (expected ehr_as, introspection or ehr_fhir)", target)
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.byTarget = map[FaultTarget]ServerFault{}
+	for t, x := range next {
+		if x != (ServerFault{}) {
+			f.byTarget[t] = x
+		}
+	}
+	return nil
+}
+
+// Snapshot returns the faults in force.
+func (f *Faults) Snapshot() map[FaultTarget]ServerFault {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[FaultTarget]ServerFault, len(f.byTarget))
+	for t, x := range f.byTarget {
+		out[t] = x
+	}
+	return out
 }
 
 // Clear removes every fault.
@@ -137,6 +168,9 @@ func (c *Clock) Now() time.Time { return c.base().Add(time.Duration(c.offset.Loa
 
 // Advance moves the clock forward (or back, with a negative d).
 func (c *Clock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+// Skew is how far the clock is moved from the base clock.
+func (c *Clock) Skew() time.Duration { return time.Duration(c.offset.Load()) }
 
 // Reset removes any skew.
 func (c *Clock) Reset() { c.offset.Store(0) }
