@@ -200,15 +200,17 @@ func (g grant) Allows(resourceType string, in fhirstore.Interaction, params url.
 	return g.Access.Allows(resourceType, string(in), params)
 }
 
-// otherUsers gives the world's logins to OtherAS. The users are the EHR's
-// people; at Other they have no FHIR resource of their own.
+// otherUsers gives the world's clinician logins to OtherAS. The users are
+// the EHR's people; at Other they have no FHIR resource of their own.
+// Patient-portal users cannot sign in at Other: nothing there says which
+// of Other's records is theirs, and OtherAS could not confine them to it.
 type otherUsers struct{ *users }
 
 var _ otheras.UserDirectory = otherUsers{}
 
 func (u otherUsers) Authenticate(ctx context.Context, username, password string) (otheras.User, error) {
 	x, err := u.users.Authenticate(ctx, username, password)
-	if err != nil {
+	if err != nil || x.Kind != ehr.Clinician {
 		return otheras.User{}, otheras.ErrNotFound
 	}
 	return otheras.User{Username: x.Username, DisplayName: x.DisplayName}, nil
@@ -216,7 +218,7 @@ func (u otherUsers) Authenticate(ctx context.Context, username, password string)
 
 func (u otherUsers) Lookup(ctx context.Context, username string) (otheras.User, error) {
 	x, err := u.users.Lookup(ctx, username)
-	if err != nil {
+	if err != nil || x.Kind != ehr.Clinician {
 		return otheras.User{}, otheras.ErrNotFound
 	}
 	return otheras.User{Username: x.Username, DisplayName: x.DisplayName}, nil
