@@ -213,3 +213,29 @@ func TestLaunchTokenFlowAcrossBothServers(t *testing.T) {
 		}
 	})
 }
+
+func TestPortalUsersCannotSignInAtOther(t *testing.T) {
+	r := sharedWorld(t)
+	ready := r.Ready()
+	sc := discover(t, ready.OtherFHIR)
+	redirect := ready.Console + "/sample-app/callback"
+	conf := &oauth2.Config{ClientID: "sim-sample-app", RedirectURL: redirect, Scopes: []string{"user/Patient.rs"},
+		Endpoint: oauth2.Endpoint{AuthURL: sc.AuthorizationEndpoint, TokenURL: sc.TokenEndpoint}}
+	b := browser.New(nil, redirect)
+	page, err := b.Get(t.Context(), conf.AuthCodeURL("s", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()),
+		oauth2.SetAuthURLParam("aud", ready.OtherFHIR)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, ok := page.FormWith("password")
+	if !ok {
+		t.Fatalf("no login page at Other: %.300s", page.Body)
+	}
+	page, err = b.Submit(t.Context(), f, browser.Submit{Set: map[string]string{"username": "patient.shared", "password": "smart"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.Redirect != nil || !hasField(page, "password") {
+		t.Fatalf("portal user signed in at Other: redirect %v, page %q", page.Redirect, page.Title)
+	}
+}
