@@ -265,7 +265,8 @@ type EHRLaunch struct {
 }
 
 // StandaloneLaunch: the app starts at an AS without a launch; the user
-// logs in and, at the EHR, picks the flow's patient.
+// logs in and picks the flow's patient (at Other: that patient's Other
+// record, so give the flow a patient whose class is shared).
 type StandaloneLaunch struct {
 	// Server is "ehr" or "other".
 	Server string `yaml:"server" doc:"Where the app launches: ehr or other (default ehr)." enum:"ehr,other"`
@@ -339,7 +340,7 @@ type Expect struct {
 	Refused []string `yaml:"refused" doc:"Requested scopes that must not be granted."`
 	// Error is the OAuth error the step must end with (or login_failed,
 	// unreachable); without it the step must succeed.
-	Error string `yaml:"error" doc:"The error the step must end with: an OAuth error code, login_failed, or unreachable. Without it the step must succeed." enum:"access_denied,invalid_request,invalid_client,invalid_grant,unauthorized_client,unsupported_grant_type,unsupported_response_type,invalid_scope,invalid_target,server_error,temporarily_unavailable,invalid_token,insufficient_scope,login_failed,unreachable"`
+	Error string `yaml:"error" doc:"The error the step must end with: an OAuth error code, login_failed, or unreachable. Without it the step must succeed." enum:"access_denied,invalid_request,invalid_client,invalid_grant,unauthorized_client,unsupported_grant_type,unsupported_response_type,invalid_scope,invalid_target,server_error,temporarily_unavailable,interaction_required,login_required,invalid_token,insufficient_scope,login_failed,unreachable"`
 	// Status is the HTTP status of the step's last response (the token
 	// endpoint for grants, the FHIR server for reads).
 	Status int `yaml:"status" doc:"The HTTP status of the step's last response (token endpoint, or FHIR server for reads)."`
@@ -361,7 +362,8 @@ type Expect struct {
 	TraceLacks []TraceMatch `yaml:"trace_lacks" doc:"Exchanges that must not appear in the trace of this step."`
 }
 
-// empty reports whether nothing is expected beyond success.
+// hasSuccessChecks reports whether the expectation needs a successful
+// outcome (which an expected error rules out).
 func (e *Expect) hasSuccessChecks() bool {
 	return len(e.Granted) > 0 || len(e.Present) > 0 || len(e.Fields) > 0 || e.Count != nil || (e.SamePerson != nil && *e.SamePerson)
 }
@@ -383,7 +385,7 @@ type TraceMatch struct {
 	Error *bool `yaml:"error" doc:"Whether the event is marked as an error or refusal."`
 }
 
-// Parties maps the YAML party names to trace parties.
+// traceParties maps the YAML party names to trace parties.
 var traceParties = map[string]trace.Party{
 	"app": trace.App, "user": trace.User, "brands": trace.Brands,
 	"ehr_fhir": trace.EHRFHIR, "ehr_as": trace.EHRAS, "other_fhir": trace.OtherFHIR, "other_as": trace.OtherAS,
@@ -398,18 +400,24 @@ func TraceParty(name string) (trace.Party, bool) {
 // Fault is one fault injected into a flow: exactly one of Down, Slow,
 // Fail, ClockSkew, LaunchToken and Code is set.
 type Fault struct {
+	// Down, Slow and Fail break the calls sim's own servers make to one
+	// another (OtherAS to the EHR AS, its introspection endpoint, or the
+	// EHR FHIR server), never the app's own calls: see FaultTarget.
+	//
 	// Down: the component refuses connections.
-	Down string `yaml:"down" doc:"This component refuses connections." enum:"ehr_as,introspection,ehr_fhir,other_fhir,other_as,brands"`
+	Down string `yaml:"down" doc:"This component refuses connections." enum:"ehr_as,introspection,ehr_fhir"`
 	// Slow: the component answers after Delay.
-	Slow string `yaml:"slow" doc:"This component answers after delay." enum:"ehr_as,introspection,ehr_fhir,other_fhir,other_as,brands"`
+	Slow string `yaml:"slow" doc:"This component answers after delay." enum:"ehr_as,introspection,ehr_fhir"`
 	// Fail: the component answers Status (default 500).
-	Fail string `yaml:"fail" doc:"This component answers with status (default 500)." enum:"ehr_as,introspection,ehr_fhir,other_fhir,other_as,brands"`
+	Fail string `yaml:"fail" doc:"This component answers with status (default 500)." enum:"ehr_as,introspection,ehr_fhir"`
 	// Delay for Slow (default 3s, at most 60s).
 	Delay time.Duration `yaml:"delay" doc:"With slow: how long (default 3s, at most 60s)."`
 	// Status for Fail (500–599).
 	Status int `yaml:"status" doc:"With fail: the status answered (500-599, default 500)."`
-	// ClockSkew: that server's clock runs By ahead (negative: behind).
-	ClockSkew string        `yaml:"clock_skew" doc:"This server's clock runs off by 'by'." enum:"ehr_as,other_as,ehr_fhir,other_fhir"`
+	// ClockSkew: the servers' shared clock runs By ahead of the app's
+	// (negative: behind). "servers" is the only value: sim's servers share
+	// one clock (see Clock).
+	ClockSkew string        `yaml:"clock_skew" doc:"The servers' clock runs off by 'by' (relative to the app); the servers share one clock." enum:"servers"`
 	By        time.Duration `yaml:"by" doc:"With clock_skew: how far ahead (negative: behind), e.g. 10m or -2h; at most 24h."`
 	// LaunchToken misuse at the step During (an other_launch): expired (it
 	// expires before use), replayed (it was used once already: the runner
@@ -447,12 +455,13 @@ func (f *Fault) Kind() string {
 
 // Fault components and values.
 var (
-	faultComponents = []string{"ehr_as", "introspection", "ehr_fhir", "other_fhir", "other_as", "brands"}
-	skewServers     = []string{"ehr_as", "other_as", "ehr_fhir", "other_fhir"}
+	faultComponents = []string{string(FaultEHRAS), string(FaultIntrospection), string(FaultEHRFHIR)}
+	skewServers     = []string{"servers"}
 	launchTokenMis  = []string{"expired", "replayed", "other_app"}
 	expectErrors    = []string{"access_denied", "invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
 		"unsupported_grant_type", "unsupported_response_type", "invalid_scope", "invalid_target", "server_error",
-		"temporarily_unavailable", "invalid_token", "insufficient_scope", "login_failed", "unreachable"}
+		"temporarily_unavailable", "interaction_required", "login_required", "invalid_token", "insufficient_scope",
+		"login_failed", "unreachable"}
 )
 
 // Built-in template namespaces (not step names).
