@@ -130,3 +130,16 @@ func TestUsageErrorsExit2(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateTellsScenariosFromWorlds(t *testing.T) {
+	code, out, _ := runCLI(t, t.Context(), "validate", "../../scenarios/happy_path.yaml", "../../scenarios/default_world.yaml")
+	if code != 0 || !strings.Contains(out, "happy_path.yaml: ok (scenario)") || !strings.Contains(out, "default_world.yaml: ok (world)") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("flows:\n  - name: x\n    steps:\n      - ehr_lunch: {}\n"), 0o600)
+	code, out, _ = runCLI(t, t.Context(), "validate", bad)
+	if code != exitInvalid || !strings.Contains(out, bad+":4:") {
+		t.Fatalf("bad scenario: exit %d:\n%s", code, out)
+	}
+}
