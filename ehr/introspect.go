@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/smart-sim/sim/internal/authkit"
 )
@@ -91,9 +92,15 @@ func (s *Server) introspect(ctx context.Context, who caller, tok string) map[str
 			if err != nil || (!who.any && a.ClientID != who.clientID) {
 				return inactive
 			}
-			return s.describeAccess(a)
+			out := s.describeAccess(a)
+			if who.partner != "" {
+				s.addSoftwareID(out, a.ClientID)
+			}
+			return out
 		case typLaunchToken:
 			return s.introspectLaunchToken(ctx, who, tok)
+		case typIDToken:
+			return s.introspectIDToken(who, tok)
 		}
 		return inactive
 	}
@@ -140,6 +147,41 @@ func (s *Server) describeAccess(a *authkit.Access) map[string]any {
 	if len(ctxs) > 0 {
 		out["fhirContext"] = ctxs
 	}
+	return out
+}
+
+// addSoftwareID names the software_id (RFC 7591) of clientID, so that a
+// partner OtherAS can tell whether a token belongs to the app asking it
+// (apps are linked across ASes by software_id).
+func (s *Server) addSoftwareID(out map[string]any, clientID string) {
+	if c, ok := s.clients.Get(clientID); ok && c.SoftwareID != "" {
+		out["software_id"] = c.SoftwareID
+	}
+}
+
+// introspectIDToken answers a partner OtherAS about an id_token this AS
+// issued (RFC 8693 subject at the partner): which app it was issued to
+// (aud, with its software_id) and for whom. id_tokens carry no
+// authorization, so nobody else learns anything from this endpoint.
+func (s *Server) introspectIDToken(who caller, tok string) map[string]any {
+	if who.partner == "" {
+		return inactive
+	}
+	var c idClaims
+	if _, err := s.signer.Verify(tok, &c); err != nil {
+		return inactive
+	}
+	if c.Iss != s.cfg.Issuer || c.Aud == "" || c.Sub == "" || !s.cfg.Now().Before(time.Unix(c.Exp, 0)) {
+		return inactive
+	}
+	out := map[string]any{
+		"active": true, "token_type": "id_token", "client_id": c.Aud,
+		"exp": c.Exp, "iat": c.Iat, "iss": c.Iss, "sub": c.Sub, "aud": c.Aud,
+	}
+	if c.FHIRUser != "" {
+		out["fhirUser"] = c.FHIRUser
+	}
+	s.addSoftwareID(out, c.Aud)
 	return out
 }
 

@@ -215,7 +215,9 @@ func (s *Server) decide(flow, label, decision string, refusal bool) {
 }
 
 // Capabilities OtherAS advertises (SMART App Launch 2.2 plus the draft's
-// launch-token: it accepts them as launch).
+// launch-token: it accepts them as launch; and the draft's token-exchange
+// capabilities: RFC 8693 with an id_token, an EHR access token or a
+// launch-token as subject).
 var Capabilities = []string{
 	"launch-ehr", "launch-standalone", "launch-token", "authorize-post",
 	"client-public", "client-confidential-symmetric", "client-confidential-asymmetric",
@@ -223,6 +225,7 @@ var Capabilities = []string{
 	"context-ehr-patient", "context-standalone-patient",
 	"permission-offline", "permission-online", "permission-patient", "permission-user",
 	"permission-v1", "permission-v2",
+	"token-exchange-openid", "token-exchange-accesstoken", "token-exchange-launchtoken",
 }
 
 var scopesSupported = []string{
@@ -232,7 +235,7 @@ var scopesSupported = []string{
 
 var authMethods = []string{authkit.AuthSecretBasic, authkit.AuthSecretPost, authkit.AuthPrivateKeyJWT, authkit.AuthNone}
 var assertionAlgs = []string{"RS384", "ES384", "RS256", "ES256"}
-var grantTypes = []string{authkit.GrantAuthorizationCode, authkit.GrantRefreshToken}
+var grantTypes = []string{authkit.GrantAuthorizationCode, authkit.GrantRefreshToken, GrantTokenExchange}
 
 func writeJSONCached(w http.ResponseWriter, v any) {
 	b, err := json.MarshalIndent(v, "", "  ")

@@ -130,7 +130,9 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		authkit.WriteError(w, authkit.ErrInvalidRequest.With("use POST"), false)
 		return
 	}
-	form, err := authkit.ParseForm(r, false)
+	// RFC 8693 §2.1 and RFC 8707 allow several resource and audience
+	// parameters; only token exchange reads them.
+	form, err := authkit.ParseForm(r, false, "resource", "audience")
 	if err != nil {
 		authkit.WriteError(w, err, false)
 		return
@@ -140,12 +142,14 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		authkit.WriteError(w, err, who.Basic)
 		return
 	}
-	var resp *TokenResponse
+	var resp any
 	switch form.Get("grant_type") {
 	case authkit.GrantAuthorizationCode:
 		resp, err = s.grantCode(ctx, who.Client, form)
 	case authkit.GrantRefreshToken:
 		resp, err = s.grantRefresh(ctx, who.Client, form)
+	case GrantTokenExchange:
+		resp, err = s.grantExchange(ctx, who.Client, form)
 	case "":
 		err = authkit.ErrInvalidRequest.With("grant_type is required")
 	default:
