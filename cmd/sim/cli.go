@@ -40,7 +40,9 @@ func commands() []command {
 	return []command{
 		{"serve", "serve the world: two FHIR servers, their authorization servers, the console", runServe},
 		{"gen", "write both patient directories of a world as NDJSON", runGen},
+		{"run", "run scenario files against a world; report, JUnit, trace diagrams", runRun},
 		{"validate", "check world files; print every problem as file:line:column", runValidate},
+		{"schema", "print the JSON Schema of scenario files", runSchema},
 		{"version", "print the version", runVersion},
 	}
 }

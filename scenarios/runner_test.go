@@ -1,0 +1,407 @@
+package scenarios_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"flag"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/smart-sim/sim/internal/report"
+	"github.com/smart-sim/sim/internal/trace"
+	"github.com/smart-sim/sim/scenarios"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// bundled loads every bundled scenario (the product's demos).
+func bundled(t testing.TB) []*scenarios.Scenario {
+	t.Helper()
+	files, err := filepath.Glob("*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*scenarios.Scenario
+	for _, f := range files {
+		if f == scenarios.DefaultWorldFile {
+			continue
+		}
+		sc, err := scenarios.LoadScenario(f)
+		if err != nil {
+			t.Fatalf("load %s: %v", f, err)
+		}
+		out = append(out, sc)
+	}
+	if len(out) == 0 {
+		t.Fatal("no bundled scenarios")
+	}
+	return out
+}
+
+// worldFor returns a running world for sc's world: the shared default
+// world, or one started for that world's fingerprint and closed with the
+// test.
+func worldFor(t *testing.T, started map[string]*scenarios.Running, sc *scenarios.Scenario) scenarios.Ready {
+	t.Helper()
+	fp := sc.World.Fingerprint()
+	if fp == scenarios.DefaultWorld().Fingerprint() {
+		return sharedWorld(t).Ready()
+	}
+	if r, ok := started[fp]; ok {
+		return r.Ready()
+	}
+	r, err := scenarios.Start(t.Context(), sc.World, scenarios.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(context.Background()) })
+	started[fp] = r
+	return r.Ready()
+}
+
+func textReport(t testing.TB, results []report.Result, noTimings bool) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := report.Text(&b, results, report.Options{NoTimings: noTimings}); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func TestBundledScenarios(t *testing.T) {
+	started := map[string]*scenarios.Running{}
+	begin := time.Now()
+	flows := 0
+	for _, sc := range bundled(t) {
+		t.Run(sc.Name, func(t *testing.T) {
+			ready := worldFor(t, started, sc)
+			var traces []trace.Flow
+			res, err := scenarios.Run(t.Context(), sc, scenarios.RunOptions{Target: &ready,
+				OnFlow: func(_ int, _ *report.FlowResult, tf trace.Flow) { traces = append(traces, tf) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			flows += len(res.Flows)
+			if !report.Passed([]report.Result{res}) {
+				t.Fatalf("scenario failed:\n%s", textReport(t, []report.Result{res}, false))
+			}
+			if len(traces) != len(res.Flows) {
+				t.Fatalf("%d traces for %d flows", len(traces), len(res.Flows))
+			}
+			for _, tf := range traces {
+				if len(tf.Events) == 0 {
+					t.Errorf("flow %s: no trace events recorded", tf.ID)
+				}
+			}
+		})
+	}
+	t.Logf("bundled suite: %d flows in %s", flows, time.Since(begin).Round(time.Millisecond))
+}
+
+// TestFailingScenarios runs scenarios whose expectations are wrong on
+// purpose and compares the text reports (timings masked) with golden files.
+func TestFailingScenarios(t *testing.T) {
+	files, err := filepath.Glob("testdata/run/failing/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no failing scenarios: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			sc, err := scenarios.LoadScenario(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ready := sharedWorld(t).Ready()
+			res, err := scenarios.Run(t.Context(), sc, scenarios.RunOptions{Target: &ready})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if report.Passed([]report.Result{res}) {
+				t.Fatal("a scenario with wrong expectations passed")
+			}
+			got := textReport(t, []report.Result{res}, true)
+			golden := strings.TrimSuffix(f, ".yaml") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != string(want) {
+				t.Fatalf("report differs from %s:\n--- got\n%s--- want\n%s", golden, got, want)
+			}
+		})
+	}
+}
+
+// TestRunDeterministic: the same scenario against the same world gives the
+// same report and the same trace (timestamps, durations and secrets aside).
+func TestRunDeterministic(t *testing.T) {
+	sc, err := scenarios.LoadScenario("happy_path.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := sharedWorld(t).Ready()
+	var runs [2]string
+	for i := range runs {
+		var labels []string
+		res, err := scenarios.Run(t.Context(), sc, scenarios.RunOptions{Target: &ready,
+			OnFlow: func(_ int, _ *report.FlowResult, tf trace.Flow) {
+				labels = append(labels, tf.ID)
+				for _, e := range tf.Events {
+					labels = append(labels, string(e.From)+">"+string(e.To)+" "+e.Label+" "+e.Decision)
+				}
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs[i] = textReport(t, []report.Result{res}, true) + strings.Join(labels, "\n")
+	}
+	if runs[0] != runs[1] {
+		t.Fatalf("two runs differ:\n%s\n---\n%s", runs[0], runs[1])
+	}
+	if !strings.Contains(runs[0], "happy-path/1\n") {
+		t.Fatalf("flow id is not deterministic: %s", runs[0])
+	}
+}
+
+// TestRunStartsAndStopsItsOwnWorld runs without a target: the runner starts
+// the scenario's world and closes it, leaving no listener behind.
+func TestRunStartsAndStopsItsOwnWorld(t *testing.T) {
+	sc, err := scenarios.ParseScenario("own.yaml", []byte(`
+name: own world
+world: {seed: 7}
+flows:
+  - name: shared
+    steps:
+      - ehr_launch: {app: sim-sample-app}
+        expect: {present: [launch_token]}
+      - other_launch: {}
+        expect: {granted: [patient/*.rs], same_person: true}
+      - read: {server: other, path: "Patient/{{other.patient}}"}
+        expect: {status: 200, count: 1}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ready []string
+	res, err := scenarios.Run(t.Context(), sc, scenarios.RunOptions{OnFlow: func(_ int, _ *report.FlowResult, tf trace.Flow) {
+		for _, e := range tf.Events {
+			if e.To == trace.EHRFHIR && e.URL != "" {
+				ready = append(ready, e.URL)
+			}
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !report.Passed([]report.Result{res}) {
+		t.Fatalf("own-world run failed:\n%s", textReport(t, []report.Result{res}, false))
+	}
+	if len(ready) == 0 {
+		t.Fatal("no EHR FHIR exchange recorded")
+	}
+	u := regexp.MustCompile(`^http://[^/]+`).FindString(ready[0])
+	if resp, err := (&http.Client{Timeout: 2 * time.Second}).Get(u + "/fhir/metadata"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the world at %s still answers after Run", u)
+	}
+}
+
+// TestRunRefusesAnotherWorld: a scenario with its own world cannot run
+// against a target serving another.
+func TestRunRefusesAnotherWorld(t *testing.T) {
+	sc, err := scenarios.ParseScenario("other.yaml", []byte(`
+world: {seed: 99}
+flows:
+  - steps:
+      - ehr_launch: {}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := sharedWorld(t).Ready()
+	_, err = scenarios.Run(t.Context(), sc, scenarios.RunOptions{Target: &ready})
+	if err == nil || !strings.Contains(err.Error(), "seed 20250601, the scenario's 99") {
+		t.Fatalf("err = %v, want a world mismatch naming the seeds", err)
+	}
+}
+
+// TestFaultsAreUndone: after a flow with faults and clock skew (even one
+// that fails), the world is healthy and on time.
+func TestFaultsAreUndone(t *testing.T) {
+	sc, err := scenarios.ParseScenario("faults.yaml", []byte(`
+flows:
+  - name: down and skewed
+    faults:
+      - down: ehr_fhir
+      - clock_skew: servers
+        by: 10m
+      - fail: introspection
+        during: other
+    steps:
+      - ehr_launch: {app: sim-sample-app}
+      - other_launch: {}
+        expect: {error: server_error}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := sharedWorld(t)
+	ready := r.Ready()
+	if _, err := scenarios.Run(t.Context(), sc, scenarios.RunOptions{Target: &ready}); err != nil {
+		t.Fatal(err)
+	}
+	if f := r.Faults.Snapshot(); len(f) != 0 {
+		t.Fatalf("faults left in force: %v", f)
+	}
+	if s := r.Clock.Skew(); s != 0 {
+		t.Fatalf("clock left skewed by %s", s)
+	}
+}
+
+// BenchmarkRunHappyPath measures `sim run happy_path.yaml` cold: start the
+// scenario's world, run its one flow, stop the world. Goal: ≤ 0.5 s.
+func BenchmarkRunHappyPath(b *testing.B) {
+	sc, err := scenarios.LoadScenario("happy_path.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		res, err := scenarios.Run(b.Context(), sc, scenarios.RunOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !report.Passed([]report.Result{res}) {
+			b.Fatal("happy path failed")
+		}
+	}
+}
+
+// BenchmarkBundledSuite measures every bundled scenario against warm
+// worlds (one per world, as TestBundledScenarios runs them). Goal: ≤ 10 s.
+func BenchmarkBundledSuite(b *testing.B) {
+	scs := bundled(b)
+	ready := shared.Ready()
+	for b.Loop() {
+		for _, sc := range scs {
+			if _, err := scenarios.Run(b.Context(), sc, scenarios.RunOptions{Target: &ready}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// TestRunFeatures runs, in its own world, the steps and faults the bundled
+// scenarios do not: a standalone EHR launch through the patient picker with
+// an unticked scope, a narrower refresh, a failed login, a confidential
+// app (client_secret_basic) whose code is replayed, launch-token replay and
+// theft faults, clock skew, and Backend Services with private_key_jwt.
+func TestRunFeatures(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwk, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key, KeyID: "test-key", Algorithm: "RS384", Use: "sig"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := `
+name: features
+apps:
+  - client_id: backend-app
+    name: Backend App
+    software_id: https://example.org/apps/backend
+    type: confidential-asymmetric
+    jwks: ` + string(jwk) + `
+    redirect_uris: ["{console}/backend/callback"]
+    scope: system/Patient.rs
+    register_at: ehr
+  # The default apps register "launch", which the EHR AS does not take to
+  # cover launch/patient: a standalone app registers launch/patient.
+  - client_id: standalone-app
+    name: Standalone App
+    software_id: https://example.org/apps/standalone
+    type: public
+    redirect_uris: ["{console}/standalone/callback"]
+    scope: launch/patient openid fhirUser offline_access patient/*.rs user/*.rs
+    register_at: ehr
+flows:
+  - name: standalone at the EHR
+    steps:
+      - standalone_launch:
+          server: ehr
+          app: standalone-app
+          user: {untick: [user/*.rs]}
+        expect:
+          granted: [patient/*.rs]
+          refused: [user/*.rs]
+          present: [refresh_token, id_token]
+          fields: {patient: "{{patient.ehr_id}}"}
+          same_person: true
+      - refresh: {from: ehr, scope: "launch/patient patient/*.rs offline_access"}
+        expect: {granted: [patient/*.rs], absent: [launch_token]}
+      - read: {server: ehr, path: "Patient/{{refresh.patient}}", token: refresh}
+        expect: {status: 200, count: 1}
+  - name: wrong password
+    steps:
+      - standalone_launch: {server: ehr, user: {password: not-the-password}}
+        expect: {error: login_failed}
+  - name: confidential app, code replayed
+    faults: [{code: replayed, during: ehr}]
+    steps:
+      - ehr_launch: {app: sim-vendor-app}
+        expect: {error: invalid_grant, status: 400}
+  - name: launch-token replayed
+    faults: [{launch_token: replayed, during: other}]
+    steps:
+      - ehr_launch: {app: sim-sample-app}
+      - other_launch: {}
+        expect: {error: invalid_request}
+  - name: launch-token stolen
+    faults: [{launch_token: other_app, app: sim-vendor-app, during: other}]
+    steps:
+      - ehr_launch: {app: sim-sample-app}
+      - other_launch: {}
+        expect: {error: invalid_request}
+  - name: clock skew
+    faults: [{clock_skew: servers, by: 2m}]
+    steps:
+      - ehr_launch: {app: sim-sample-app}
+      - other_launch: {scope: launch openid patient/*.rs}
+        expect: {granted: [patient/*.rs], same_person: true}
+  - name: backend services
+    steps:
+      - backend: {app: backend-app, scope: system/Patient.rs}
+        expect: {granted: [system/Patient.rs], present: [access_token, expires_in]}
+      - read: {server: ehr, path: "Patient?_count=2", token: backend}
+        expect: {status: 200, count: 2}
+`
+	sc, err := scenarios.ParseScenario("features.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := scenarios.Run(t.Context(), sc, scenarios.RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !report.Passed([]report.Result{res}) {
+		t.Fatalf("features failed:\n%s", textReport(t, []report.Result{res}, false))
+	}
+	if len(res.Flows) != 7 {
+		t.Fatalf("%d flows, want 7", len(res.Flows))
+	}
+}
