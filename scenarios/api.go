@@ -38,16 +38,19 @@ func (a *controlAPI) mount(mux *http.ServeMux) {
 
 // WorldView is the body of GET {api}/world.
 type WorldView struct {
-	Name     string         `json:"name"`
-	Seed     int64          `json:"seed"`
-	Servers  Ready          `json:"servers"`
-	Users    []UserView     `json:"users"`
-	Patients []PatientView  `json:"patients"`
-	Total    int            `json:"total_patients"`
-	Offset   int            `json:"offset"`
-	Limit    int            `json:"limit"`
-	Classes  map[string]int `json:"classes"`
-	Apps     []AppView      `json:"apps"`
+	Name string `json:"name"`
+	Seed int64  `json:"seed"`
+	// Fingerprint identifies the effective world: two servers with the
+	// same fingerprint serve the same world.
+	Fingerprint string         `json:"fingerprint"`
+	Servers     Ready          `json:"servers"`
+	Users       []UserView     `json:"users"`
+	Patients    []PatientView  `json:"patients"`
+	Total       int            `json:"total_patients"`
+	Offset      int            `json:"offset"`
+	Limit       int            `json:"limit"`
+	Classes     map[string]int `json:"classes"`
+	Apps        []AppView      `json:"apps"`
 }
 
 // UserView is one demo login.

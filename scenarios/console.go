@@ -4,6 +4,7 @@ import (
 	"context"
 	"embed"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"net/url"
@@ -17,6 +18,8 @@ import (
 	"github.com/smart-sim/sim/ehr"
 	"github.com/smart-sim/sim/fhirstore"
 	"github.com/smart-sim/sim/internal/console"
+	"github.com/smart-sim/sim/internal/report"
+	"github.com/smart-sim/sim/internal/trace"
 )
 
 // consoleScenarios are the scenario files shipped with sim.
@@ -55,6 +58,7 @@ func (r *Running) consoleConfig() console.Config {
 		Launcher:  launcher{r.ehrAS},
 		Trace:     r.Trace,
 		Scenarios: scenarioFiles(),
+		Runner:    consoleRunner{r},
 		Logger:    r.logger.With("server", "console"),
 		Now:       r.Clock.Now,
 		// The console registers apps like any developer would: injected
@@ -143,4 +147,37 @@ func leadingComment(s string) string {
 		lines = append(lines, strings.TrimSpace(strings.TrimPrefix(t, "#")))
 	}
 	return strings.TrimSpace(strings.TrimPrefix(strings.Join(lines, " "), "Teaches:"))
+}
+
+// consoleRunner runs a bundled scenario from the console. A scenario on
+// this world runs against the running servers, so its flows appear in the
+// console's traces; one with a world of its own runs in that world, started
+// and stopped for the run.
+type consoleRunner struct{ r *Running }
+
+func (c consoleRunner) Run(ctx context.Context, file string) (console.RunResult, error) {
+	data, err := consoleScenarios.ReadFile(path.Base(file))
+	if err != nil {
+		return console.RunResult{}, fmt.Errorf("no bundled scenario %q", file)
+	}
+	sc, err := ParseScenario(path.Base(file), data)
+	if err != nil {
+		return console.RunResult{}, fmt.Errorf("load scenario %s: %w", file, err)
+	}
+	opt := RunOptions{Logger: c.r.logger}
+	var flows []string
+	if sc.World.Fingerprint() == c.r.World.Fingerprint() {
+		ready := c.r.ready
+		opt.Target = &ready
+		opt.OnFlow = func(_ int, _ *report.FlowResult, tf trace.Flow) { flows = append(flows, tf.ID) }
+	}
+	res, err := Run(ctx, sc, opt)
+	if err != nil {
+		return console.RunResult{}, fmt.Errorf("run scenario %s: %w", file, err)
+	}
+	var text strings.Builder
+	if err := report.Text(&text, []report.Result{res}, report.Options{}); err != nil {
+		return console.RunResult{}, fmt.Errorf("write report: %w", err)
+	}
+	return console.RunResult{Passed: report.Passed([]report.Result{res}), Summary: text.String(), Flows: flows}, nil
 }

@@ -26,7 +26,7 @@ func TestConsolePages(t *testing.T) {
 		{"/directories?class=ambiguous", []string{"More than one match"}},
 		{"/directories?class=other_id_only", []string{"only under its own MRN"}},
 		{"/traces", []string{`data-stream="/traces/events"`, `href="/traces"`}},
-		{"/scenarios", []string{"happy-path", "runner-coming"}},
+		{"/scenarios", []string{"happy-path", `action="/scenarios/run"`}},
 		{"/register", []string{`name="software_id"`}},
 		{"/sample-app/launch", []string{"app.js"}},
 	}
@@ -102,5 +102,32 @@ func TestConsoleRegistersAtBothServers(t *testing.T) {
 	req.Header.Set("Origin", "http://evil.example")
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("cross-site registration: %v %v", resp.StatusCode, err)
+	}
+}
+
+func TestConsoleRunsABundledScenarioAgainstTheRunningWorld(t *testing.T) {
+	r := sharedWorld(t)
+	console := r.Ready().Console
+	req, _ := http.NewRequest(http.MethodPost, console+"/scenarios/run", strings.NewReader("file=patient_absent.yaml"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", console)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "✓") || strings.Contains(string(body), "✗") {
+		t.Fatalf("run from the console: %d\n%.2000s", resp.StatusCode, body)
+	}
+	// The flows ran against this world, so they are in its traces.
+	var traces struct{ Flows []struct{ ID string } }
+	getJSON(t, r.Ready().API+"/traces", "", &traces)
+	found := false
+	for _, f := range traces.Flows {
+		found = found || strings.HasPrefix(f.ID, "patient-absent/")
+	}
+	if !found {
+		t.Fatalf("no patient-absent flow among the traces %v", traces.Flows)
 	}
 }

@@ -466,7 +466,7 @@ func (r *Running) userViews() []UserView {
 func (r *Running) worldView(offset, limit int) WorldView {
 	truth := r.Population.Truth
 	v := WorldView{
-		Name: r.World.Name(), Seed: r.World.Seed, Servers: r.ready, Users: r.userViews(),
+		Name: r.World.Name(), Seed: r.World.Seed, Fingerprint: r.World.Fingerprint(), Servers: r.ready, Users: r.userViews(),
 		Total: len(truth), Offset: offset, Limit: limit, Classes: r.Population.Classes,
 		Apps: r.World.appViews(r.ready),
 	}
