@@ -29,6 +29,7 @@ type authRequest struct {
 	Prompt        string    `json:"prompt"`
 	Scopes        string    `json:"scopes"` // grantable candidates
 	LaunchAud     []string  `json:"launch_aud"`
+	TokenAud      []string  `json:"token_aud,omitempty"`
 	EHRLaunch     bool      `json:"ehr_launch"`
 	Username      string    `json:"username"`
 	AuthTime      int64     `json:"auth_time"`
@@ -176,13 +177,9 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		fail(authkit.ErrInvalidRequest.With("code_challenge must be an S256 challenge"))
 		return
 	}
-	aud := form.Get("aud")
-	if aud == "" {
-		fail(authkit.ErrInvalidRequest.With("aud is required"))
-		return
-	}
-	if !sameBase(aud, s.cfg.FHIRBase) {
-		fail(authkit.ErrInvalidRequest.With("aud does not name this FHIR server"))
+	tokenAud, aerr := s.tokenAudience(form.Get("aud"), form["resource"])
+	if aerr != nil {
+		fail(aerr)
 		return
 	}
 	requested, err := scope.Parse(form.Get("scope"))
@@ -237,7 +234,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		ID: authkit.RandomString(24), Session: sess.ID, CSRF: authkit.RandomString(24),
 		ClientID: client.ID, RedirectURI: redirect, State: state, Challenge: challenge,
 		Nonce: form.Get("nonce"), LoginHint: form.Get("login_hint"), Prompt: prompt,
-		LaunchAud: launchAud, Expires: now.Add(s.cfg.Lifetimes.Request),
+		LaunchAud: launchAud, TokenAud: tokenAud, Expires: now.Add(s.cfg.Lifetimes.Request),
 	}
 	req.Scopes = s.grantable(client, requested, lc != nil, len(launchAud) > 0).String()
 	switch {
@@ -280,6 +277,48 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	s.advance(w, r, req)
 }
 
+// governed returns the governed server whose FHIR base is base.
+func (s *Server) governed(base string) (Governed, bool) {
+	for _, g := range s.cfg.Governed {
+		if sameBase(base, g.FHIRBase) {
+			return g, true
+		}
+	}
+	return Governed{}, false
+}
+
+// tokenAudience is the access token's aud: the FHIR servers this AS
+// governs that the request names, by aud (SMART) or by RFC 8707 resource
+// parameters (direction C), in the order named. aud may be left out when
+// a resource names one of them; when given it must name one. Resources
+// naming a partner's server are the launch-token's business
+// (launchAudience); any other resource is invalid_target there.
+func (s *Server) tokenAudience(aud string, resources []string) ([]string, *authkit.Error) {
+	var out []string
+	add := func(base string) {
+		base = strings.TrimSuffix(base, "/")
+		if !slices.Contains(out, base) {
+			out = append(out, base)
+		}
+	}
+	if aud != "" {
+		_, gov := s.governed(aud)
+		if !sameBase(aud, s.cfg.FHIRBase) && !gov {
+			return nil, authkit.ErrInvalidRequest.With("aud does not name this FHIR server")
+		}
+		add(aud)
+	}
+	for _, res := range resources {
+		if _, gov := s.governed(res); gov || sameBase(res, s.cfg.FHIRBase) {
+			add(res)
+		}
+	}
+	if len(out) == 0 {
+		return nil, authkit.ErrInvalidRequest.With("aud is required")
+	}
+	return out, nil
+}
+
 // launchAudience maps RFC 8707 resource parameters to partner issuers
 // (flows.md Decisions). No resource: every partner.
 func (s *Server) launchAudience(resources []string) ([]string, *authkit.Error) {
@@ -292,7 +331,7 @@ func (s *Server) launchAudience(resources []string) ([]string, *authkit.Error) {
 	}
 	var aud []string
 	for _, res := range resources {
-		if sameBase(res, s.cfg.FHIRBase) {
+		if _, gov := s.governed(res); gov || sameBase(res, s.cfg.FHIRBase) {
 			continue
 		}
 		found := false
@@ -305,7 +344,7 @@ func (s *Server) launchAudience(resources []string) ([]string, *authkit.Error) {
 			}
 		}
 		if !found {
-			return nil, authkit.ErrInvalidTarget.With("resource names a server this EHR has no partnership with")
+			return nil, authkit.ErrInvalidTarget.With("resource names a server this EHR neither governs nor has a partnership with")
 		}
 	}
 	return aud, nil
@@ -656,10 +695,30 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 		}
 		page.Scopes = append(page.Scopes, ui.ConsentScope{Value: sc.Raw, Description: desc, Checked: true})
 	}
+	if others := s.governedNames(req.TokenAud); len(others) > 0 {
+		page.Server = strings.Join(req.TokenAud, ", ")
+		page.Notes = append(page.Notes, s.cfg.OrgName+" grants this access also to data it does not hold: the permissions below apply at "+
+			strings.Join(others, ", ")+" too, decided by "+s.cfg.OrgName+" alone.")
+	}
 	if len(offered) == 0 {
 		page.Notes = append(page.Notes, "The app asked for nothing this server can grant.")
 	}
 	_ = s.pages.Render(w, http.StatusOK, ui.PageConsent, page)
+}
+
+// governedNames names the governed servers among aud: "Org (base)".
+func (s *Server) governedNames(aud []string) []string {
+	var out []string
+	for _, a := range aud {
+		if g, ok := s.governed(a); ok {
+			name := g.FHIRBase
+			if g.Name != "" {
+				name = g.Name + " (" + g.FHIRBase + ")"
+			}
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // partnerNames names the organisations behind launch-token audiences: the
@@ -699,6 +758,7 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, req *authRequ
 			ClientID: req.ClientID, Username: req.Username, Scopes: granted.String(),
 			PatientID: req.PatientID, EncounterID: req.EncounterID, Nonce: req.Nonce,
 			AuthTime: req.AuthTime, LaunchAud: req.LaunchAud, EHRLaunch: req.EHRLaunch,
+			Aud: req.TokenAud,
 		},
 		RedirectURI: req.RedirectURI, Challenge: req.Challenge,
 	}

@@ -77,6 +77,20 @@ type Partner struct {
 	SoftwareID string
 }
 
+// Governed is another organisation's FHIR server that this EHR AS governs
+// (flows.md direction C, capability auth-multi-aud-token): an app names it
+// with an RFC 8707 resource parameter next to the EHR's own FHIR base and
+// gets one access token whose aud holds both. The EHR AS then grants
+// access to data it does not hold; the consent page says so.
+type Governed struct {
+	Name     string // the organisation, for the consent page
+	FHIRBase string // its FHIR base (resource, aud)
+	// ResolvePatient finds an EHR patient's record on this server; ok is
+	// false when there is none or more than one. The token's patient_at
+	// claim and fhirContext carry the answer. nil: patients never resolve.
+	ResolvePatient func(ctx context.Context, ehrPatientID string) (otherID string, ok bool)
+}
+
 // Org is another organisation for the brand bundle and associated_endpoints.
 type Org struct {
 	Name         string
@@ -115,8 +129,12 @@ type Config struct {
 	Patients      PatientDirectory
 	Clients       []authkit.Client // registered at start
 	Partners      []Partner
-	Lifetimes     Lifetimes
-	Strict        bool // close dynamic registration
+	// Governed are other FHIR servers whose access this EHR AS decides
+	// (direction C). Their discovery document is GovernedDiscovery and
+	// their tokens are checked with VerifyAccessAt.
+	Governed  []Governed
+	Lifetimes Lifetimes
+	Strict    bool // close dynamic registration
 	// OpenBackendRegistration lets dynamic registration create Backend
 	// Services clients (client_credentials, system/ scopes). Off: those
 	// clients come only from Clients and Partners.
@@ -148,6 +166,21 @@ func (c *Config) normalize() error {
 	for i, p := range c.Partners {
 		if p.Issuer == "" || p.FHIRBase == "" || p.ClientID == "" || (len(p.JWKS) == 0 && p.JWKSURI == "") {
 			errs = append(errs, fmt.Errorf("Partners[%d] needs Issuer, FHIRBase, ClientID and JWKS or JWKSURI", i))
+		}
+	}
+	for i := range c.Governed {
+		g := &c.Governed[i]
+		g.FHIRBase = trim(g.FHIRBase)
+		if u, err := url.Parse(g.FHIRBase); err != nil || !u.IsAbs() || u.Host == "" {
+			errs = append(errs, fmt.Errorf("Governed[%d].FHIRBase must be an absolute URL", i))
+		}
+		if g.FHIRBase == c.FHIRBase {
+			errs = append(errs, fmt.Errorf("Governed[%d] is this EHR's own FHIR server", i))
+		}
+		for _, p := range c.Partners {
+			if trim(p.FHIRBase) == g.FHIRBase {
+				errs = append(errs, fmt.Errorf("Governed[%d] is also guarded by the partner %s", i, p.Issuer))
+			}
 		}
 	}
 	if len(errs) > 0 {

@@ -2,6 +2,7 @@ package ehr
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/smart-sim/sim/internal/authkit"
@@ -49,6 +50,10 @@ func (s *Server) handleSMARTConfig(w http.ResponseWriter, r *http.Request) {
 		}
 		assoc = append(assoc, associatedEndpoint{URL: o.FHIRBase, Capabilities: caps})
 	}
+	caps := Capabilities
+	if len(s.cfg.Governed) > 0 {
+		caps = append(slices.Clone(Capabilities), CapabilityMultiAud)
+	}
 	doc := map[string]any{
 		"issuer":                                s.cfg.Issuer,
 		"jwks_uri":                              s.url("/jwks"),
@@ -63,7 +68,7 @@ func (s *Server) handleSMARTConfig(w http.ResponseWriter, r *http.Request) {
 		"introspection_endpoint":                           s.url("/introspect"),
 		"revocation_endpoint":                              s.url("/revoke"),
 		"code_challenge_methods_supported":                 []string{"S256"},
-		"capabilities":                                     Capabilities,
+		"capabilities":                                     caps,
 		"user_access_brand_bundle":                         s.cfg.Origin + "/brands/bundle.json",
 		"user_access_brand_identifier":                     s.cfg.OrgIdentifier,
 		"associated_endpoints":                             assoc,
@@ -71,6 +76,16 @@ func (s *Server) handleSMARTConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSONCached(w, doc)
 }
+
+// CapabilityMultiAud is the draft's capability for one access token valid
+// at several FHIR servers governed by one AS (flows.md direction C).
+const CapabilityMultiAud = "auth-multi-aud-token"
+
+// GovernedDiscovery serves {governed fhir}/.well-known/smart-configuration
+// for a governed server: the same document as the EHR's own (same
+// endpoints, auth-multi-aud-token among the capabilities), because the
+// same AS decides for both.
+func (s *Server) GovernedDiscovery() http.Handler { return http.HandlerFunc(s.handleSMARTConfig) }
 
 // handleOIDCConfig serves OpenID Connect Discovery 1.0 metadata.
 func (s *Server) handleOIDCConfig(w http.ResponseWriter, r *http.Request) {

@@ -57,4 +57,19 @@
 //     user sessions to bind it to); both rotate.
 //   - Registration metadata launch_uri (sim extension) is the app's EHR
 //     launch URL.
+//   - Direction C (Config.Governed, capability auth-multi-aud-token): an
+//     authorization request names the FHIR servers its token is for with
+//     aud and/or RFC 8707 resource parameters; the token's aud holds every
+//     named server this AS governs (its own FHIR base and the Governed
+//     ones), and aud may be left out when a resource names one. A resource
+//     that is neither governed nor a partner's server is invalid_target.
+//     The consent page says that the EHR grants access to data it does
+//     not hold and names the organisation. The patient's id on each
+//     governed server (Governed.ResolvePatient) travels in the access
+//     token's patient_at claim ({base: id}) and, when it differs from the
+//     EHR id, in fhirContext as a full-URL entry (role
+//     urn:sim:launch-full-url). VerifyAccessAt(base) is the check for a
+//     governed server: it confines a patient-level token to the id in
+//     patient_at for that base; with none, patient/ scopes grant nothing
+//     there (user/ scopes still apply: that is what governing means).
 package ehr

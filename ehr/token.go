@@ -33,6 +33,8 @@ type grantData struct {
 	LaunchAud   []string `json:"launch_aud,omitempty"`
 	EHRLaunch   bool     `json:"ehr_launch,omitempty"`
 	Family      string   `json:"family,omitempty"`
+	// Aud is the access token's audience; empty means FHIRBase alone.
+	Aud []string `json:"aud,omitempty"`
 }
 
 type refreshRecord struct {
@@ -75,6 +77,9 @@ type accessClaims struct {
 	IDIss     bool     `json:"oid,omitempty"` // an id_token accompanied it
 	// PatientUser: the subject is a patient user, confined to Patient.
 	PatientUser bool `json:"patient_user,omitempty"`
+	// PatientAt is the patient's id on each governed server in aud where
+	// it was found (direction C): that server confines the token to it.
+	PatientAt map[string]string `json:"patient_at,omitempty"`
 }
 
 type idClaims struct {
@@ -326,7 +331,7 @@ func (s *Server) grantClientCredentials(ctx context.Context, c *authkit.Client, 
 		Exp: now.Add(life).Unix(), Iat: now.Unix(), Jti: authkit.RandomString(16),
 		ClientID: c.ID, Scope: granted.String(),
 	}
-	at, err := s.signer.Sign(claims, typAccess)
+	at, err := s.signer.SignMAC(claims, typAccess)
 	if err != nil {
 		return nil, err
 	}
@@ -393,8 +398,27 @@ func (s *Server) issueWith(ctx context.Context, c *authkit.Client, g grantData, 
 		resp.SmartStyleURL = s.url("/smart-style.json")
 	}
 	withID := set.Has("openid") && g.Username != ""
+	aud := g.Aud
+	if len(aud) == 0 {
+		aud = []string{s.cfg.FHIRBase}
+	}
+	confined := patient
+	if patientUser {
+		confined = user.PatientID
+	}
+	patientAt := s.resolveGoverned(ctx, aud, confined)
+	if patient != "" {
+		for _, base := range aud {
+			if id, ok := patientAt[base]; ok && id != patient {
+				// The same person under another id: named by full URL,
+				// as a resource on another server (flows.md Decisions).
+				resp.FHIRContext = append(resp.FHIRContext, FHIRContext{Type: "Patient",
+					Identifier: &Identifier{System: "urn:ietf:rfc:3986", Value: base + "/Patient/" + id}, Role: RoleLaunchFullURL})
+			}
+		}
+	}
 	claims := accessClaims{
-		Iss: s.cfg.Issuer, Sub: g.Username, Aud: []string{s.cfg.FHIRBase},
+		Iss: s.cfg.Issuer, Sub: g.Username, Aud: slices.Clone(aud), PatientAt: patientAt,
 		Exp: now.Add(life).Unix(), Iat: now.Unix(), Jti: jti, ClientID: c.ID,
 		Scope: set.String(), Patient: patient, Encounter: encounter, FHIRUser: fhirUser,
 		Family: g.Family, IDIss: withID,
@@ -403,7 +427,7 @@ func (s *Server) issueWith(ctx context.Context, c *authkit.Client, g grantData, 
 		// Confined to their own Patient whatever the scopes.
 		claims.Patient, claims.PatientUser = user.PatientID, true
 	}
-	at, err := s.signer.Sign(claims, typAccess)
+	at, err := s.signer.SignMAC(claims, typAccess)
 	if err != nil {
 		return nil, err
 	}
@@ -443,6 +467,27 @@ func (s *Server) issueWith(ctx context.Context, c *authkit.Client, g grantData, 
 		resp.LaunchToken = lt
 	}
 	return resp, nil
+}
+
+// resolveGoverned finds the patient on each governed server in aud.
+func (s *Server) resolveGoverned(ctx context.Context, aud []string, patient string) map[string]string {
+	if patient == "" {
+		return nil
+	}
+	var out map[string]string
+	for _, base := range aud {
+		g, ok := s.governed(base)
+		if !ok || g.ResolvePatient == nil {
+			continue
+		}
+		if id, ok := g.ResolvePatient(ctx, patient); ok && id != "" {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[g.FHIRBase] = id
+		}
+	}
+	return out
 }
 
 // launchToken mints the draft's launch-token (flows.md A.4).

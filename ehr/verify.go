@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/smart-sim/sim/internal/authkit"
@@ -22,6 +23,30 @@ const maxCache = 50000
 // are refused. Verified tokens are cached, so a repeat costs a map lookup
 // plus the expiry and revocation checks.
 func (s *Server) VerifyAccess(ctx context.Context, bearer string) (*authkit.Access, error) {
+	return s.verifyAt(bearer, s.cfg.FHIRBase)
+}
+
+// VerifyAccessAt returns the bearer check for a governed FHIR server
+// (direction C): the token's aud must hold base, and a patient-level token
+// is confined to the patient's id on that server (the patient_at claim),
+// never to the EHR id; without one, patient/ scopes grant nothing there.
+// The encounter is the EHR's and is dropped. Any other base: every token
+// is refused.
+func (s *Server) VerifyAccessAt(base string) func(ctx context.Context, bearer string) (*authkit.Access, error) {
+	base = strings.TrimSuffix(base, "/")
+	if sameBase(base, s.cfg.FHIRBase) {
+		return s.VerifyAccess
+	}
+	_, ok := s.governed(base)
+	return func(ctx context.Context, bearer string) (*authkit.Access, error) {
+		if !ok {
+			return nil, ErrInvalidToken
+		}
+		return s.verifyAt(bearer, base)
+	}
+}
+
+func (s *Server) verifyAt(bearer, base string) (*authkit.Access, error) {
 	if bearer == "" || len(bearer) > 8192 {
 		return nil, ErrInvalidToken
 	}
@@ -48,14 +73,23 @@ func (s *Server) VerifyAccess(ctx context.Context, bearer string) (*authkit.Acce
 	if s.revoked(e.access.TokenID, e.family) {
 		return nil, ErrInvalidToken
 	}
-	return e.access, nil
+	if !slices.Contains(e.access.Audience, base) {
+		return nil, ErrInvalidToken
+	}
+	if base == s.cfg.FHIRBase {
+		return e.access, nil
+	}
+	a := *e.access
+	a.PatientID, a.EncounterID = e.patientAt[base], ""
+	return &a, nil
 }
 
 // cachedAccess is a verified token; family is its refresh family ("" for
 // Backend Services tokens).
 type cachedAccess struct {
-	access *authkit.Access
-	family string
+	access    *authkit.Access
+	family    string
+	patientAt map[string]string
 }
 
 // parseAccess verifies signature and static claims.
@@ -65,14 +99,14 @@ func (s *Server) parseAccess(bearer string) (*cachedAccess, error) {
 	if err != nil || v.Type != typAccess {
 		return nil, ErrInvalidToken
 	}
-	if c.Iss != s.cfg.Issuer || !slices.Contains(c.Aud, s.cfg.FHIRBase) || c.Jti == "" || c.Exp == 0 {
+	if c.Iss != s.cfg.Issuer || len(c.Aud) == 0 || c.Jti == "" || c.Exp == 0 {
 		return nil, ErrInvalidToken
 	}
 	set, err := scope.Parse(c.Scope)
 	if err != nil {
 		return nil, ErrInvalidToken
 	}
-	return &cachedAccess{family: c.Family, access: &authkit.Access{
+	return &cachedAccess{family: c.Family, patientAt: c.PatientAt, access: &authkit.Access{
 		TokenID: c.Jti, ClientID: c.ClientID, Subject: c.Sub, FHIRUser: c.FHIRUser,
 		PatientID: c.Patient, EncounterID: c.Encounter, PatientSubject: c.PatientUser, Scopes: set, Audience: c.Aud,
 		IssuedAt: time.Unix(c.Iat, 0), Expires: time.Unix(c.Exp, 0),

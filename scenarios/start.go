@@ -20,6 +20,8 @@ import (
 	"github.com/smart-sim/sim/ehr"
 	"github.com/smart-sim/sim/fhirstore"
 	"github.com/smart-sim/sim/fhirstore/synth"
+	"github.com/smart-sim/sim/internal/authkit"
+	"github.com/smart-sim/sim/internal/broker"
 	"github.com/smart-sim/sim/internal/httpkit"
 	"github.com/smart-sim/sim/internal/trace"
 	"github.com/smart-sim/sim/otheras"
@@ -29,8 +31,8 @@ import (
 type Options struct {
 	// Host is the address every origin listens on (default 127.0.0.1).
 	Host string
-	// Port is the EHR origin's port; Other gets Port+1 and the console
-	// Port+2. 0 picks each at random.
+	// Port is the EHR origin's port; Other gets Port+1, the console
+	// Port+2 and the broker (direction D) Port+3. 0 picks each at random.
 	Port int
 	// DataDir keeps the stores across restarts; "" uses a temporary
 	// directory removed by Close.
@@ -53,7 +55,11 @@ type Ready struct {
 	EHRIssuer   string `json:"ehr_issuer"`
 	OtherIssuer string `json:"other_issuer,omitempty"`
 	Brands      string `json:"brands"`
-	PID         int    `json:"pid"`
+	// BrokerIssuer is the authorization proxy of direction D (discovery at
+	// {broker_issuer}/.well-known/smart-configuration); absent in a world
+	// whose Other server is governed by the EHR.
+	BrokerIssuer string `json:"broker_issuer,omitempty"`
+	PID          int    `json:"pid"`
 }
 
 // Running is a started world. Close stops it.
@@ -70,6 +76,7 @@ type Running struct {
 	logger     *slog.Logger
 	ehrAS      *ehr.Server
 	otherAS    *otheras.Server
+	broker     *broker.Server
 	ehrStore   *fhirstore.Store
 	otherStore *fhirstore.Store
 	tmpDir     string
@@ -108,7 +115,12 @@ func Start(ctx context.Context, w *World, opt Options) (_ *Running, err error) {
 		}
 	}()
 
-	lns, err := listen(opt.Host, opt.Port)
+	governed := w.OtherGovernedByEHR()
+	n := 4
+	if governed {
+		n = 3 // no OtherAS, so no broker in front of it
+	}
+	lns, err := listen(opt.Host, opt.Port, n)
 	if err != nil {
 		return nil, err
 	}
@@ -123,6 +135,12 @@ func Start(ctx context.Context, w *World, opt Options) (_ *Running, err error) {
 		Brands:      ehrOrigin + "/brands/bundle.json",
 		PID:         os.Getpid(),
 	}
+	if governed {
+		r.ready.OtherIssuer = ""
+	} else {
+		r.ready.BrokerIssuer = origin(lns[3]) + "/broker"
+	}
+	brokerSecret := authkit.RandomString(32)
 	closeListeners := func() {
 		for _, ln := range lns {
 			ln.Close()
@@ -166,36 +184,7 @@ func Start(ctx context.Context, w *World, opt Options) (_ *Running, err error) {
 		Timeout:   10 * time.Second,
 		Transport: faultTransport{faults: r.Faults, base: http.DefaultTransport},
 	}
-	otherAS, err := otheras.New(ctx, otheras.Config{
-		Issuer:   r.ready.OtherIssuer,
-		FHIRBase: r.ready.OtherFHIR,
-		Origin:   otherOrigin,
-		OrgName:  cfg.Other.Name,
-		TrustedIssuers: []otheras.TrustedEHR{{
-			Issuer:   r.ready.EHRIssuer,
-			FHIRBase: r.ready.EHRFHIR,
-			ClientID: partnerClientID,
-		}},
-		Directory:           otherDirectory{store: r.otherStore},
-		Users:               otherUsers{newUsers(r.Population.Users)},
-		MatchSystems:        w.Match.IdentifierSystems,
-		ConfirmDemographics: w.Match.ConfirmDemographics,
-		Clients:             w.clientsFor(RegisterAtOther, r.ready),
-		Lifetimes:           w.otherLifetimes(),
-		Strict:              w.Strict,
-		DataPath:            filepath.Join(dataDir, "other-auth.db"),
-		Now:                 opt.Now,
-		Logger:              opt.Logger.With("server", "otheras"),
-		HTTPClient:          outbound,
-		Trace:               r.Trace,
-	})
-	if err != nil {
-		closeListeners()
-		return nil, fmt.Errorf("start Other authorization server: %w", err)
-	}
-	r.otherAS = otherAS
-
-	ehrAS, err := ehr.New(ctx, ehr.Config{
+	ehrCfg := ehr.Config{
 		Issuer:   r.ready.EHRIssuer,
 		FHIRBase: r.ready.EHRFHIR,
 		Origin:   ehrOrigin,
@@ -205,22 +194,28 @@ func Start(ctx context.Context, w *World, opt Options) (_ *Running, err error) {
 			FHIRBase:     r.ready.OtherFHIR,
 			Capabilities: otheras.Capabilities,
 		}},
-		Users:    newUsers(r.Population.Users),
-		Patients: &patients{store: r.ehrStore, mrnSystem: cfg.EHR.MRNSystem},
-		Clients:  w.clientsFor(RegisterAtEHR, r.ready),
-		Partners: []ehr.Partner{{
-			Issuer:   r.ready.OtherIssuer,
-			FHIRBase: r.ready.OtherFHIR,
-			ClientID: partnerClientID,
-			JWKS:     otherAS.PublicJWKS(),
-		}},
+		Users:      newUsers(r.Population.Users),
+		Patients:   &patients{store: r.ehrStore, mrnSystem: cfg.EHR.MRNSystem},
+		Clients:    w.clientsFor(RegisterAtEHR, r.ready),
 		Lifetimes:  w.ehrLifetimes(),
 		Strict:     w.Strict,
 		DataPath:   filepath.Join(dataDir, "ehr-auth.db"),
 		Now:        opt.Now,
 		Logger:     opt.Logger.With("server", "ehr-as"),
 		HTTPClient: outbound,
-	})
+	}
+	if governed {
+		// Direction C: the EHR AS governs the Other FHIR server too.
+		ehrCfg.Others[0].Capabilities = []string{ehr.CapabilityMultiAud}
+		ehrCfg.Governed = []ehr.Governed{{
+			Name: cfg.Other.Name, FHIRBase: r.ready.OtherFHIR,
+			ResolvePatient: r.otherPatientResolver(w.Match.IdentifierSystems, w.Match.ConfirmDemographics),
+		}}
+	} else if err := r.startOtherAS(ctx, w, cfg.Other.Name, otherOrigin, dataDir, opt, outbound, &ehrCfg, brokerSecret); err != nil {
+		closeListeners()
+		return nil, err
+	}
+	ehrAS, err := ehr.New(ctx, ehrCfg)
 	if err != nil {
 		closeListeners()
 		return nil, fmt.Errorf("start EHR authorization server: %w", err)
@@ -232,38 +227,67 @@ func Start(ctx context.Context, w *World, opt Options) (_ *Running, err error) {
 	}
 
 	ehrSec := ehrAS.SecurityURIs()
+	ehrSecurity := &fhirstore.SecurityURIs{
+		Authorize: ehrSec.Authorize, Token: ehrSec.Token, Register: ehrSec.Register,
+		Introspect: ehrSec.Introspect, Revoke: ehrSec.Revoke,
+	}
 	ehrMux := r.originMux(trace.EHRAS, trace.EHRFHIR, ehrAS.Mount, fhirstore.NewHandler(fhirstore.HandlerConfig{
 		Store:    r.ehrStore,
 		BaseURL:  r.ready.EHRFHIR,
 		Verifier: accessVerifier(ehrAS.VerifyAccess),
-		Security: &fhirstore.SecurityURIs{
-			Authorize: ehrSec.Authorize, Token: ehrSec.Token, Register: ehrSec.Register,
-			Introspect: ehrSec.Introspect, Revoke: ehrSec.Revoke,
-		},
-		Logger: opt.Logger.With("server", "ehr-fhir"),
+		Security: ehrSecurity,
+		Logger:   opt.Logger.With("server", "ehr-fhir"),
 	}))
-	otherSec := otherAS.SecurityURIs()
-	otherMux := r.originMux(trace.OtherAS, trace.OtherFHIR, otherAS.Mount, fhirstore.NewHandler(fhirstore.HandlerConfig{
-		Store:    r.otherStore,
-		BaseURL:  r.ready.OtherFHIR,
-		Verifier: accessVerifier(otherAS.VerifyAccess),
-		Security: &fhirstore.SecurityURIs{
-			Authorize: otherSec.Authorize, Token: otherSec.Token, Register: otherSec.Register,
-			Introspect: otherSec.Introspect, Revoke: otherSec.Revoke,
-		},
-		Logger: opt.Logger.With("server", "other-fhir"),
-	}))
+	var otherMux http.Handler
+	if governed {
+		// The Other FHIR server publishes the EHR AS's discovery and checks
+		// EHR tokens whose aud names it.
+		otherMux = r.originMux(trace.EHRAS, trace.OtherFHIR, func(mux *http.ServeMux) {
+			mux.Handle("GET "+pathOf(r.ready.OtherFHIR)+"/.well-known/smart-configuration", ehrAS.GovernedDiscovery())
+		}, fhirstore.NewHandler(fhirstore.HandlerConfig{
+			Store:    r.otherStore,
+			BaseURL:  r.ready.OtherFHIR,
+			Verifier: accessVerifier(ehrAS.VerifyAccessAt(r.ready.OtherFHIR)),
+			Security: ehrSecurity,
+			Logger:   opt.Logger.With("server", "other-fhir"),
+		}))
+	} else {
+		otherSec := r.otherAS.SecurityURIs()
+		otherMux = r.originMux(trace.OtherAS, trace.OtherFHIR, r.otherAS.Mount, fhirstore.NewHandler(fhirstore.HandlerConfig{
+			Store:    r.otherStore,
+			BaseURL:  r.ready.OtherFHIR,
+			Verifier: accessVerifier(r.otherAS.VerifyAccess),
+			Security: &fhirstore.SecurityURIs{
+				Authorize: otherSec.Authorize, Token: otherSec.Token, Register: otherSec.Register,
+				Introspect: otherSec.Introspect, Revoke: otherSec.Revoke,
+			},
+			Logger: opt.Logger.With("server", "other-fhir"),
+		}))
+	}
 
 	consoleMux := http.NewServeMux()
 	(&controlAPI{r: r, logger: opt.Logger.With("server", "console")}).mount(consoleMux)
 	r.mountConsole(consoleMux)
 
-	serveCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	r.cancel = cancel
-	for i, h := range []struct {
+	origins := []struct {
 		name string
 		mux  http.Handler
-	}{{"ehr", ehrMux}, {"other", otherMux}, {"console", consoleMux}} {
+	}{{"ehr", ehrMux}, {"other", otherMux}, {"console", consoleMux}}
+	if !governed {
+		brokerMux, err := r.startBroker(w, brokerSecret, outbound, opt)
+		if err != nil {
+			closeListeners()
+			return nil, err
+		}
+		origins = append(origins, struct {
+			name string
+			mux  http.Handler
+		}{"broker", brokerMux})
+	}
+
+	serveCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r.cancel = cancel
+	for i, h := range origins {
 		handler := httpkit.CORS(httpkit.Wrap(h.name, opt.Logger, h.mux))
 		ln := lns[i]
 		r.wg.Add(1)
@@ -280,11 +304,11 @@ func Start(ctx context.Context, w *World, opt Options) (_ *Running, err error) {
 	return r, nil
 }
 
-// listen opens the three origins' listeners: port, port+1, port+2, or
-// three ephemeral ports when port is 0.
-func listen(host string, port int) ([]net.Listener, error) {
+// listen opens n origins' listeners: port, port+1, ..., or n ephemeral
+// ports when port is 0.
+func listen(host string, port, n int) ([]net.Listener, error) {
 	var lns []net.Listener
-	for i := range 3 {
+	for i := range n {
 		p := 0
 		if port != 0 {
 			p = port + i

@@ -83,7 +83,23 @@ type WorldSide struct {
 	Patients int `yaml:"patients" json:"patients"`
 	// MRNSystem is the URI of the organisation's local patient identifier.
 	MRNSystem string `yaml:"mrn_system" json:"mrn_system"`
+	// GovernedBy (Other only): "own" (the default: OtherAS guards the Other
+	// FHIR server) or "ehr" (flows.md direction C: the EHR AS governs both
+	// servers and issues one token for both; OtherAS is not started).
+	// "own" is kept as "" so that worlds without the key keep their
+	// fingerprint.
+	GovernedBy string `yaml:"governed_by" json:"governed_by,omitempty" enum:"own,ehr" doc:"Other only: own (OtherAS guards the Other FHIR server) or ehr (the EHR AS governs both servers: direction C)."`
 }
+
+// Values of other.governed_by.
+const (
+	GovernedByOwn = "own"
+	GovernedByEHR = "ehr"
+)
+
+// OtherGovernedByEHR reports a direction-C world: the EHR AS governs the
+// Other FHIR server.
+func (w *World) OtherGovernedByEHR() bool { return w.Other.GovernedBy == GovernedByEHR }
 
 // WorldMatch is how OtherAS finds an EHR patient in its own directory.
 type WorldMatch struct {
@@ -313,6 +329,19 @@ func (w *World) validate(pos yamlfile.Positions) yamlfile.Problems {
 	case synth.KindImaging, synth.KindLab, synth.KindRegionalRecord:
 	default:
 		add("other.kind", "other.kind: found %q, expected one of: imaging, lab, regional_record", w.Other.Kind)
+	}
+	switch w.Other.GovernedBy {
+	case "", GovernedByOwn:
+		w.Other.GovernedBy = ""
+	case GovernedByEHR:
+	default:
+		add("other.governed_by", "other.governed_by: found %q, expected one of: own, ehr", w.Other.GovernedBy)
+	}
+	switch w.EHR.GovernedBy {
+	case "", GovernedByOwn:
+		w.EHR.GovernedBy = ""
+	default:
+		add("ehr.governed_by", "ehr.governed_by: found %q, expected own (the EHR is always governed by the EHR AS)", w.EHR.GovernedBy)
 	}
 	if w.EHR.Patients < 0 || w.EHR.Patients > synth.MaxPatients {
 		add("ehr.patients", "ehr.patients: found %d, expected a count from 0 to %d", w.EHR.Patients, synth.MaxPatients)
