@@ -94,6 +94,9 @@ func printWelcome(w io.Writer, r *scenarios.Running) {
 	if ready.OtherIssuer != "" {
 		fmt.Fprintf(w, "  OtherAS      %s\n", ready.OtherIssuer)
 	}
+	if ready.BrokerIssuer != "" {
+		fmt.Fprintf(w, "  Broker       %s\n", ready.BrokerIssuer)
+	}
 	fmt.Fprintf(w, "  console      %s\n", ready.Console)
 	fmt.Fprintf(w, "  control API  %s\n\n", ready.API)
 	fmt.Fprintln(w, "demo logins:")
