@@ -284,8 +284,9 @@ type OtherLaunch struct {
 	// LaunchToken is the template giving the launch-token; default:
 	// "{{S.launch_token}}" for the latest earlier EHR step S.
 	LaunchToken string `yaml:"launch_token" doc:"The launch-token presented, as a template; default: {{ehr.launch_token}} of the latest EHR launch."`
-	// Scope default: the app's scope without launch-token.
-	Scope string     `yaml:"scope" doc:"The scopes requested at OtherAS; default: the app's scope without launch-token."`
+	// Scope default: the app's scope without launch-token and the
+	// standalone launch scopes.
+	Scope string     `yaml:"scope" doc:"The scopes requested at OtherAS; default: the app's scope without launch-token, launch/patient and launch/encounter."`
 	User  UserAction `yaml:"user" doc:"What the user does at OtherAS (normally only the consent page)."`
 }
 
@@ -1288,7 +1289,12 @@ func (l *scLoader) checkStep(sp string, idx int, f *Flow, st *Step, kind StepKin
 		}
 		info.app = s.App
 		if a, ok := l.checkApp(kp+".app", s.App, ServerOther); ok && s.Scope == "" {
-			s.Scope = strings.Join(slices.DeleteFunc(strings.Fields(a.Scope), func(t string) bool { return t == "launch-token" }), " ")
+			// launch-token is the EHR's to issue, and a launch with
+			// launch=<launch-token> has its patient from context, so
+			// neither it nor launch/patient is asked for at Other.
+			s.Scope = strings.Join(slices.DeleteFunc(strings.Fields(a.Scope), func(t string) bool {
+				return t == "launch-token" || t == "launch/patient" || t == "launch/encounter"
+			}), " ")
 		}
 		info.scope = l.scopeList(kp+".scope", kp+".scope", s.Scope)
 		ua = &s.User
