@@ -217,6 +217,16 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		}
 		req.Launch, req.EHRIssuer, req.EHRPatient = true, lc.Issuer, lc.EHRPatient
 		req.PatientID, req.MatchNote, req.Refusal = lc.PatientID, lc.MatchNote, lc.Refusal
+		// A patient who launched the app shares their own record: user/ and
+		// system/ scopes would open every patient's data at Other.
+		if u, err := s.cfg.Users.Lookup(ctx, lc.Sub); strings.Contains(lc.FHIRUser, "/Patient/") || err == nil && u.Patient {
+			for _, sc := range set {
+				if sc.IsResource() && sc.Level != scope.Patient {
+					req.Refused[sc.Raw] = "the user is a patient, who may share only their own record"
+					s.decide(flow, "scope refused", "refused "+sc.Raw+": the user is a patient", true)
+				}
+			}
+		}
 		if wantPatient && lc.PatientID == "" {
 			for _, sc := range set {
 				if sc.Raw == "launch/patient" || sc.IsResource() && sc.Level == scope.Patient {

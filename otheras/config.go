@@ -47,6 +47,9 @@ type User struct {
 	Username    string
 	DisplayName string
 	FHIRUser    string // relative reference at the Other FHIR server, "" when none
+	// Patient marks a patient (portal) user: OtherAS gives them access to
+	// their own matched record only, never user/ or system/ scopes.
+	Patient bool
 }
 
 // UserDirectory authenticates and finds users.

@@ -200,10 +200,11 @@ func (g grant) Allows(resourceType string, in fhirstore.Interaction, params url.
 	return g.Access.Allows(resourceType, string(in), params)
 }
 
-// otherUsers gives the world's clinician logins to OtherAS. The users are
-// the EHR's people; at Other they have no FHIR resource of their own.
-// Patient-portal users cannot sign in at Other: nothing there says which
-// of Other's records is theirs, and OtherAS could not confine them to it.
+// otherUsers gives the world's logins to OtherAS. The users are the EHR's
+// people; at Other they have no FHIR resource of their own. Patient-portal
+// users are recognised from a launch-token (and then confined to the
+// matched record) but cannot sign in at Other directly: nothing there says
+// which of Other's records is theirs.
 type otherUsers struct{ *users }
 
 var _ otheras.UserDirectory = otherUsers{}
@@ -218,10 +219,10 @@ func (u otherUsers) Authenticate(ctx context.Context, username, password string)
 
 func (u otherUsers) Lookup(ctx context.Context, username string) (otheras.User, error) {
 	x, err := u.users.Lookup(ctx, username)
-	if err != nil || x.Kind != ehr.Clinician {
+	if err != nil {
 		return otheras.User{}, otheras.ErrNotFound
 	}
-	return otheras.User{Username: x.Username, DisplayName: x.DisplayName}, nil
+	return otheras.User{Username: x.Username, DisplayName: x.DisplayName, Patient: x.Kind == ehr.PatientUser}, nil
 }
 
 // otherDirectory adapts the Other FHIR store to OtherAS's patient matching

@@ -239,3 +239,52 @@ func TestPortalUsersCannotSignInAtOther(t *testing.T) {
 		t.Fatalf("portal user signed in at Other: redirect %v, page %q", page.Redirect, page.Title)
 	}
 }
+
+// A patient who opens the app from the portal shares their own record at
+// Other, and nothing more.
+func TestPortalPatientLaunchSharesOnlyTheirOwnRecordAtOther(t *testing.T) {
+	r := sharedWorld(t)
+	w := world(t, r)
+	var patientID string
+	for _, u := range w.Users {
+		if u.Username == "patient.shared" {
+			patientID = u.FHIRUser[strings.LastIndex(u.FHIRUser, "/")+1:]
+		}
+	}
+	var truth scenarios.PatientView
+	for _, p := range w.Patients {
+		if p.EHRID == patientID {
+			truth = p
+		}
+	}
+	if truth.Class != "shared" || truth.OtherID == nil {
+		t.Fatalf("patient.shared's record %s is not a shared patient: %+v", patientID, truth)
+	}
+	lt, _ := ehrLaunch(t, r, patientID, "patient.shared", "launch-token").Extra("launch_token").(string)
+	u, conf, v := secondLaunch(t, r, lt, "approve", "launch", "openid", "fhirUser", "patient/*.rs", "user/*.rs")
+	tok, err := conf.Exchange(t.Context(), u.Query().Get("code"), oauth2.VerifierOption(v))
+	if err != nil {
+		t.Fatalf("token: %v (redirect %s)", err, u.RawQuery)
+	}
+	scope, _ := tok.Extra("scope").(string)
+	if !strings.Contains(scope, "patient/*.rs") || strings.Contains(scope, "user/") {
+		t.Fatalf("granted %q: want the patient's own record only", scope)
+	}
+	if tok.Extra("patient") != *truth.OtherID {
+		t.Fatalf("patient %v, want %s", tok.Extra("patient"), *truth.OtherID)
+	}
+	ready := r.Ready()
+	if code := getJSON(t, ready.OtherFHIR+"/Patient?_count=5", tok.AccessToken, nil); code != 200 {
+		t.Fatalf("search own compartment: %d", code)
+	}
+	var other scenarios.PatientView
+	for _, p := range w.Patients {
+		if p.Class == "shared" && p.EHRID != patientID {
+			other = p
+			break
+		}
+	}
+	if code := getJSON(t, ready.OtherFHIR+"/Patient/"+*other.OtherID, tok.AccessToken, nil); code != 403 {
+		t.Fatalf("another patient's Other record: %d, want 403", code)
+	}
+}
