@@ -20,9 +20,12 @@ test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -timeout 15m $(PKGS)
 
-## bench: the benchmark suite (not part of make test)
+## bench: the benchmark suite (not part of make test); see BENCHMARKS.md.
+## BENCH=regexp selects, BENCHTIME=1x checks they run, SIM_BENCH_LARGE=1 adds 1M-patient cases
+BENCH     ?= .
+BENCHTIME ?= 2s
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s $(PKGS)
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) $(PKGS)
 
 ## fuzz: each fuzz target for FUZZTIME
 fuzz:

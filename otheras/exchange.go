@@ -115,7 +115,9 @@ func (s *Server) parseExchange(form url.Values) (*exchangeRequest, *authkit.Erro
 	if len(raw) > maxLaunchToken || strings.Count(raw, ".") != 2 {
 		return nil, subjectErr.With("subject_token is not a JWT issued by a trusted EHR")
 	}
-	tok, perr := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256})
+	// EHR access tokens may be HS256 under the EHR AS's own secret key
+	// (only it can check them, by introspection); everything else is RS256.
+	tok, perr := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256, jose.HS256})
 	if perr != nil || len(tok.Headers) != 1 {
 		return nil, subjectErr.With("subject_token is not a JWT signed with RS256")
 	}
@@ -133,6 +135,9 @@ func (s *Server) parseExchange(form url.Values) (*exchangeRequest, *authkit.Erro
 		return nil, authkit.ErrInvalidRequest.With("subject_token is not an id_token or launch-token (subject_token_type does not match the token)")
 	default:
 		return nil, authkit.ErrInvalidRequest.With("subject_token is not an access token (subject_token_type does not match the token)")
+	}
+	if tok.Headers[0].Algorithm != string(jose.RS256) && req.Kind != subjectAccessToken {
+		return nil, subjectErr.With("subject_token is not a JWT signed with RS256")
 	}
 	return req, nil
 }
@@ -266,7 +271,8 @@ type subjectClaims struct {
 
 // resolveSubject checks an EHR id_token or access token and resolves its
 // context for client: trusted issuer (no call to any other), RS256
-// signature against the issuer's JWKS, expiry, then introspection at the
+// signature against the issuer's JWKS (an HS256 EHR access token is left
+// to the introspection), expiry, then introspection at the
 // EHR AS with the backend token for liveness and the app it was issued to
 // (its software_id must be client's), then, for an access token with a
 // patient, the patient match of direction A.
@@ -294,16 +300,23 @@ func (s *Server) resolveSubject(ctx context.Context, flow string, client *authki
 		return nil, refuse("issuer trusted?", kind+" issuer is not a trusted EHR")
 	}
 	s.decide(flow, "issuer trusted?", kind+" issuer "+ehr.cfg.Issuer+" is trusted", false)
-	key, err := ehr.key(ctx, req.Token.Headers[0].KeyID)
-	if errors.Is(err, errUnknownKey) {
-		return nil, refuse("signature valid?", kind+" is not signed with a key of its issuer")
-	}
-	if err != nil {
-		return nil, fail(err)
-	}
 	var c subjectClaims
-	if err := req.Token.Claims(key.Key, &c); err != nil {
-		return nil, refuse("signature valid?", kind+" signature does not verify")
+	if req.Kind == subjectAccessToken && req.Token.Headers[0].Algorithm == string(jose.HS256) {
+		// Signed with the EHR AS's secret key: only it can check the
+		// token, and its introspection answer below is what counts.
+		s.decide(flow, "signature valid?", kind+" is checked by its issuer (introspection)", false)
+		c = unverified
+	} else {
+		key, err := ehr.key(ctx, req.Token.Headers[0].KeyID)
+		if errors.Is(err, errUnknownKey) {
+			return nil, refuse("signature valid?", kind+" is not signed with a key of its issuer")
+		}
+		if err != nil {
+			return nil, fail(err)
+		}
+		if err := req.Token.Claims(key.Key, &c); err != nil {
+			return nil, refuse("signature valid?", kind+" signature does not verify")
+		}
 	}
 	now := s.cfg.Now().Unix()
 	switch {

@@ -310,7 +310,7 @@ func (s *Server) issue(ctx context.Context, c *authkit.Client, g grantData, set 
 		Exp: now.Add(life).Unix(), Iat: now.Unix(), Jti: jti, ClientID: c.ID,
 		Scope: set.String(), Patient: patient, EHRPatient: g.EHRPatient, FHIRUser: fhirUser, Family: g.Family,
 	}
-	at, err := s.signer.Sign(claims, typAccess)
+	at, err := s.signer.SignMAC(claims, typAccess)
 	if err != nil {
 		return nil, err
 	}

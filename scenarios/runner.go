@@ -194,6 +194,9 @@ type runner struct {
 	view  WorldView
 	now   func() time.Time
 	api   *http.Client
+	// transport carries the app's and the user's requests (nil:
+	// http.DefaultTransport).
+	transport http.RoundTripper
 }
 
 // flowID is the deterministic trace flow id of a flow (1-based) and, for

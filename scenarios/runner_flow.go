@@ -117,19 +117,30 @@ func (t *flowTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// runCell runs one flow or matrix cell and returns its result and the
-// events recorded for it.
-func (rn *runner) runCell(ctx context.Context, f *Flow, id string, c Cell) (report.FlowResult, trace.Flow) {
-	start := rn.now()
-	fr := report.FlowResult{Name: f.Name, Cell: c.Name, Steps: []report.StepResult{}}
-	tr := &flowTransport{flow: id, api: rn.ready.API, base: http.DefaultTransport}
-	fl := &flowRun{
+// newFlowRun prepares one run of flow f (cell c) under trace flow id: a
+// fresh app client and a fresh browser (no cookies), both over the
+// runner's transport.
+func (rn *runner) newFlowRun(f *Flow, id string, c Cell) *flowRun {
+	base := rn.transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	tr := &flowTransport{flow: id, api: rn.ready.API, base: base}
+	return &flowRun{
 		rn: rn, flow: f, cell: c, id: id, steps: map[string]*stepOut{},
 		app:  &http.Client{Transport: tr, Timeout: 90 * time.Second},
 		br:   browser.New(tr),
 		tr:   tr,
 		disc: map[string]discovery{},
 	}
+}
+
+// runCell runs one flow or matrix cell and returns its result and the
+// events recorded for it.
+func (rn *runner) runCell(ctx context.Context, f *Flow, id string, c Cell) (report.FlowResult, trace.Flow) {
+	start := rn.now()
+	fr := report.FlowResult{Name: f.Name, Cell: c.Name, Steps: []report.StepResult{}}
+	fl := rn.newFlowRun(f, id, c)
 	// The trace of an earlier run with the same id (the same scenario run
 	// again against one world) is not this run's.
 	before, err := rn.fetchTrace(ctx, id)

@@ -41,6 +41,8 @@ func commands() []command {
 		{"serve", "serve the world: two FHIR servers, their authorization servers, the console", runServe},
 		{"gen", "write both patient directories of a world as NDJSON", runGen},
 		{"run", "run scenario files against a world; report, JUnit, trace diagrams", runRun},
+		{"load", "drive complete flows at a world; flows/s, latency, errors, time per endpoint", runLoad},
+		{"compare", "run directions A-D for one patient; table of redirects, calls, scopes, readers", runCompare},
 		{"validate", "check world files; print every problem as file:line:column", runValidate},
 		{"schema", "print the JSON Schema of scenario files", runSchema},
 		{"version", "print the version", runVersion},

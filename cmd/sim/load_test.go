@@ -1,0 +1,75 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// TestLoadCommand runs `sim load` on its own in-process world and reads
+// its JSON report.
+func TestLoadCommand(t *testing.T) {
+	code, out, errOut := runCLI(t, t.Context(), "load", "--flows", "40", "--concurrency", "4", "--format", "json")
+	if code != exitOK {
+		t.Fatalf("exit %d; stderr: %s", code, errOut)
+	}
+	var rep struct {
+		Direction string             `json:"direction"`
+		Flows     int                `json:"flows"`
+		Failed    int                `json:"failed"`
+		FlowsPerS float64            `json:"flows_per_s"`
+		Latency   map[string]float64 `json:"latency_ms"`
+		Errors    map[string]int     `json:"errors"`
+		Endpoints []struct {
+			Endpoint string `json:"endpoint"`
+			Count    int    `json:"count"`
+		} `json:"endpoints"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("report is not JSON: %v\n%s", err, out)
+	}
+	if rep.Direction != "a" || rep.Flows != 40 || rep.Failed != 0 || len(rep.Errors) != 0 || rep.FlowsPerS <= 0 {
+		t.Fatalf("report %+v", rep)
+	}
+	for _, k := range []string{"p50", "p95", "p99", "max"} {
+		if rep.Latency[k] <= 0 {
+			t.Errorf("latency %s = %v", k, rep.Latency[k])
+		}
+	}
+	if len(rep.Endpoints) < 8 {
+		t.Errorf("only %d endpoints timed", len(rep.Endpoints))
+	}
+	if strings.Contains(errOut, "flows/s") {
+		t.Errorf("progress bar drawn although stderr is not a terminal: %q", errOut)
+	}
+}
+
+func TestLoadCommandText(t *testing.T) {
+	code, out, errOut := runCLI(t, t.Context(), "load", "--direction", "ehr", "--flows", "5", "--progress", "always")
+	if code != exitOK {
+		t.Fatalf("exit %d; stderr: %s", code, errOut)
+	}
+	for _, want := range []string{"direction ehr", "5 in", "p99", "POST ehr /auth/token"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(errOut, "5/5 flows") {
+		t.Errorf("--progress always drew no bar: %q", errOut)
+	}
+}
+
+func TestLoadCommandRefusesBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"load", "--direction", "nowhere"},
+		{"load", "--direction", "d"},
+		{"load", "--concurrency", "0"},
+		{"load", "--flows", "3", "--duration", "1s"},
+		{"load", "--format", "xml"},
+		{"load", "extra"},
+	} {
+		if code, _, errOut := runCLI(t, t.Context(), args...); code != exitInvalid {
+			t.Errorf("%v: exit %d, want %d; stderr: %s", args, code, exitInvalid, errOut)
+		}
+	}
+}

@@ -1,0 +1,105 @@
+package scenarios
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// benchPlan starts the default world and prepares direction d's flows.
+func benchPlan(b *testing.B, d string) (*loadPlan, *Flow) {
+	b.Helper()
+	r, err := Start(b.Context(), DefaultWorld(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { r.Close(context.Background()) })
+	rd := r.Ready()
+	tr := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 128, IdleConnTimeout: 90 * time.Second}
+	b.Cleanup(tr.CloseIdleConnections)
+	rn := &runner{sc: &Scenario{Name: "bench", World: r.World}, ready: rd, now: time.Now,
+		api: &http.Client{Transport: tr}, transport: tr}
+	if rn.view, err = rn.fetchWorld(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	plan, err := newLoadPlan(rn, r.World)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir, _ := LookupDirection(d)
+	return plan, &Flow{Name: "bench", User: plan.user.Username, Steps: dir.steps(plan)}
+}
+
+// BenchmarkTwoServerFlow is one complete direction-A flow at a time:
+// EHR launch with launch-token, OtherAS launch, a Patient read at each
+// server; about fifteen HTTP exchanges through the real forms. Goal: ≤ 4 ms.
+func BenchmarkTwoServerFlow(b *testing.B) {
+	plan, f := benchPlan(b, DirectionA)
+	var n int64
+	for b.Loop() {
+		n++
+		if kind := plan.runOne(b.Context(), f, n); kind != "" {
+			b.Fatal(kind)
+		}
+	}
+}
+
+// BenchmarkTwoServerFlowParallel runs direction-A flows 16 at a time
+// (8 goroutines per core on 2 cores). Goal: ≥ 800 flows/s.
+func BenchmarkTwoServerFlowParallel(b *testing.B) {
+	plan, f := benchPlan(b, DirectionA)
+	var n atomic.Int64
+	b.SetParallelism(max(1, 16/max(1, testingProcs())))
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if kind := plan.runOne(b.Context(), f, n.Add(1)); kind != "" {
+				b.Error(kind)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "flows/s")
+}
+
+func testingProcs() int { return runtime.GOMAXPROCS(0) }
+
+// BenchmarkFHIRReadWithBearer is a Patient read at the EHR FHIR server
+// through the whole stack (loopback HTTP, trace and access-log middleware,
+// the EHR AS's bearer check, the SQLite read), 16 at a time, with an access
+// token from a real EHR launch. Goal: ≥ 20k reads/s.
+func BenchmarkFHIRReadWithBearer(b *testing.B) {
+	plan, f := benchPlan(b, DirectionEHR)
+	var at, patient string
+	plan.afterFlow = func(fl *flowRun) {
+		at, patient = fl.steps["ehr"].values["access_token"], fl.steps["ehr"].values["patient"]
+	}
+	if kind := plan.runOne(b.Context(), f, 1); kind != "" || at == "" {
+		b.Fatalf("launch: %q", kind)
+	}
+	u := plan.rn.ready.EHRFHIR + "/Patient/" + patient
+	client := &http.Client{Transport: plan.rn.transport}
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req, _ := http.NewRequestWithContext(b.Context(), http.MethodGet, u, nil)
+			req.Header.Set("Authorization", "Bearer "+at)
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reads/s")
+}

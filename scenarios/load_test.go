@@ -1,0 +1,140 @@
+package scenarios_test
+
+import (
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/smart-sim/sim/scenarios"
+)
+
+// TestLoadSmoke drives a few hundred complete direction-A flows (EHR
+// launch, OtherAS launch with the launch-token, reads at both servers)
+// through real HTTP and the real forms, 8 at once, and wants every one to
+// succeed. It asserts correctness under concurrency, not speed.
+func TestLoadSmoke(t *testing.T) {
+	r := sharedWorld(t)
+	rd := r.Ready()
+	flows := 300
+	if testing.Short() {
+		flows = 60
+	}
+	var last atomic.Int64
+	rep, err := scenarios.Load(t.Context(), scenarios.LoadOptions{Target: &rd, Flows: flows, Concurrency: 8,
+		Progress: func(p scenarios.LoadProgress) { last.Store(p.Done) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Flows != flows || rep.Failed != 0 || len(rep.Errors) != 0 {
+		t.Fatalf("flows %d failed %d errors %v, want %d flows and no failure", rep.Flows, rep.Failed, rep.Errors, flows)
+	}
+	if last.Load() != int64(flows) {
+		t.Errorf("last progress report: %d done, want %d", last.Load(), flows)
+	}
+	l := rep.LatencyMS
+	if !(l.P50 > 0 && l.P50 <= l.P95 && l.P95 <= l.P99 && l.P99 <= l.Max) || rep.FlowsPerS <= 0 {
+		t.Errorf("latency %+v, %v flows/s: want 0 < p50 ≤ p95 ≤ p99 ≤ max and a rate", l, rep.FlowsPerS)
+	}
+	// Every flow went through each endpoint of the direction once.
+	want := map[string]int64{
+		"POST console /api/launches":   int64(flows),
+		"GET ehr /auth/authorize":      int64(flows),
+		"POST ehr /auth/token":         int64(flows),
+		"GET other /auth/authorize":    int64(flows),
+		"POST other /auth/token":       int64(flows),
+		"GET ehr /fhir/Patient/{id}":   int64(flows),
+		"GET other /fhir/Patient/{id}": int64(flows),
+	}
+	for _, e := range rep.Endpoints {
+		if n, ok := want[e.Endpoint]; ok {
+			if e.Count != n {
+				t.Errorf("%s: %d requests, want %d", e.Endpoint, e.Count, n)
+			}
+			delete(want, e.Endpoint)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("endpoints missing from the report: %v (have %+v)", want, rep.Endpoints)
+	}
+}
+
+// TestLoadDirections runs each other wired direction briefly.
+func TestLoadDirections(t *testing.T) {
+	r := sharedWorld(t)
+	rd := r.Ready()
+	for _, d := range scenarios.Directions() {
+		if !d.Wired || d.Name == scenarios.DirectionA {
+			continue
+		}
+		t.Run(d.Name, func(t *testing.T) {
+			rep, err := scenarios.Load(t.Context(), scenarios.LoadOptions{Target: &rd, Direction: d.Name, Flows: 20, Concurrency: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Flows != 20 || rep.Failed != 0 {
+				t.Fatalf("direction %s: %d flows, %d failed: %v", d.Name, rep.Flows, rep.Failed, rep.Errors)
+			}
+		})
+	}
+}
+
+// TestLoadCountsFailuresByKind breaks the introspection OtherAS needs: every
+// flow must fail at the second launch, and the report must say so.
+func TestLoadCountsFailuresByKind(t *testing.T) {
+	r := sharedWorld(t)
+	rd := r.Ready()
+	if err := r.Faults.Set(scenarios.FaultIntrospection, scenarios.ServerFault{Status: 500}); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Faults.Clear()
+	rep, err := scenarios.Load(t.Context(), scenarios.LoadOptions{Target: &rd, Flows: 6, Concurrency: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Flows != 6 || rep.Failed != 6 {
+		t.Fatalf("%d flows, %d failed, want all 6 failed", rep.Flows, rep.Failed)
+	}
+	if len(rep.Errors) != 1 {
+		t.Fatalf("errors %v: want one kind", rep.Errors)
+	}
+	for k, n := range rep.Errors {
+		if !strings.HasPrefix(k, "other: ") || n != 6 {
+			t.Fatalf("errors %v: want 6 failures at step other", rep.Errors)
+		}
+	}
+}
+
+func TestLoadDuration(t *testing.T) {
+	r := sharedWorld(t)
+	rd := r.Ready()
+	rep, err := scenarios.Load(t.Context(), scenarios.LoadOptions{Target: &rd, Direction: "ehr", Duration: 300_000_000, Concurrency: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Flows == 0 || rep.Failed != 0 {
+		t.Fatalf("%d flows, %d failed (%v): want some flows and none failed (a flow cut by the deadline is not a failure)", rep.Flows, rep.Failed, rep.Errors)
+	}
+	if rep.ElapsedS < 0.3 || rep.ElapsedS > 5 {
+		t.Errorf("elapsed %.2fs for a 300ms run", rep.ElapsedS)
+	}
+}
+
+func TestLoadRefusesBadOptions(t *testing.T) {
+	rd := sharedWorld(t).Ready()
+	for _, tc := range []struct {
+		name string
+		opt  scenarios.LoadOptions
+	}{
+		{"unknown direction", scenarios.LoadOptions{Direction: "z"}},
+		{"unwired direction", scenarios.LoadOptions{Direction: scenarios.DirectionD}},
+		{"negative flows", scenarios.LoadOptions{Flows: -1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opt.Target = &rd
+			if _, err := scenarios.Load(t.Context(), tc.opt); !errors.Is(err, scenarios.ErrLoadInput) {
+				t.Fatalf("err = %v, want ErrLoadInput", err)
+			}
+		})
+	}
+}
