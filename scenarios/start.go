@@ -180,9 +180,13 @@ func Start(ctx context.Context, w *World, opt Options) (_ *Running, err error) {
 	// Servers reach each other over HTTP only, through a recorded client:
 	// every exchange between two parties lands in the trace.
 	r.Faults.ready = r.ready
+	// Many launches run at once under load: keep enough idle connections
+	// between the servers that none is dialled per call.
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.MaxIdleConnsPerHost = 64
 	outbound := &http.Client{
 		Timeout:   10 * time.Second,
-		Transport: faultTransport{faults: r.Faults, base: http.DefaultTransport},
+		Transport: faultTransport{faults: r.Faults, base: base},
 	}
 	ehrCfg := ehr.Config{
 		Issuer:   r.ready.EHRIssuer,
