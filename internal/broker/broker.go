@@ -271,7 +271,14 @@ func otherScope(scope string) string {
 // §4.1.2, RFC 9207 iss checked).
 func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	q := r.URL.Query()
+	// A response parameter may appear once (RFC 6749 §3.1): with two iss
+	// or a malformed one dropped, the iss check below would see only
+	// what the lenient parser kept. Such a response ends the flow; the
+	// lenient reading only finds which flow.
+	q, perr := authkit.ParseValues(r.URL.RawQuery)
+	if perr != nil {
+		q = r.URL.Query()
+	}
 	b, err := s.store.Take(ctx, bucketPending, q.Get("state"))
 	var p pending
 	if err != nil || json.Unmarshal(b, &p) != nil {
@@ -282,6 +289,10 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 	ctx = trace.WithFlow(ctx, p.Flow)
 	fail := func(e *authkit.Error) { authkit.RedirectError(w, r, p.RedirectURI, e, p.State, s.cfg.Issuer) }
 	up := s.upstream(p.Leg)
+	if perr != nil {
+		fail(authkit.ErrInvalidRequest.With("an authorization server behind the broker sent a malformed response"))
+		return
+	}
 	if q.Get("iss") != up.Issuer {
 		// A response from another AS than the one this leg went to: a
 		// mix-up attempt (RFC 9700 §4.4). Stop.

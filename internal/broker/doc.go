@@ -55,7 +55,9 @@
 //     cannot widen access; it can only be trusted not to misuse it.
 //
 // Choices: codes live 60 s and are single-use; pending authorizations 15
-// minutes; everything is in memory (a restart forgets pending flows).
-// Clients are configured (no dynamic registration): public ones with PKCE,
+// minutes; an upstream authorization response with a repeated or
+// malformed parameter, or an iss other than the leg's AS, ends the flow
+// with an error at the app; everything is in memory (a restart forgets
+// pending flows). Clients are configured (no dynamic registration): public ones with PKCE,
 // confidential-symmetric ones with client_secret_basic or _post.
 package broker
