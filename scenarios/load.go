@@ -411,13 +411,7 @@ func (p *loadPlan) runOne(ctx context.Context, f *Flow, n int64) string {
 	fl := p.rn.newFlowRun(f, "load/"+strconv.FormatInt(n, 10), c)
 	for i := range f.Steps {
 		st := &f.Steps[i]
-		var out *stepOut
-		var err error
-		if st.Kind() == StepTokenExchange {
-			out, err = fl.tokenExchange(ctx, st)
-		} else {
-			out, err = fl.runStep(ctx, nil, st, nil)
-		}
+		out, err := fl.runStep(ctx, nil, st, nil)
 		if err != nil {
 			var re *runError
 			if errors.As(err, &re) {
@@ -474,35 +468,6 @@ func errorKind(err error) string {
 		return "timeout"
 	}
 	return "unreachable"
-}
-
-// tokenExchange is an RFC 8693 token exchange at OtherAS (direction B)
-// with the app's client authentication.
-func (fl *flowRun) tokenExchange(ctx context.Context, st *Step) (*stepOut, error) {
-	s := st.TokenExchange
-	out := &stepOut{kind: StepTokenExchange, server: ServerOther, app: s.App}
-	subject, err := fl.expand(s.SubjectToken)
-	if err != nil {
-		return nil, err
-	}
-	d, err := fl.discover(ctx, fl.rn.ready.OtherFHIR)
-	if err != nil {
-		return nil, err
-	}
-	c, _, err := fl.clientConfig(s.App, d, s.Scope)
-	if err != nil {
-		return nil, err
-	}
-	form := url.Values{
-		"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
-		"subject_token":      {subject},
-		"subject_token_type": {s.SubjectTokenType},
-		"scope":              {s.Scope},
-	}
-	if err := fl.postToken(ctx, c, form, out); err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 func hostOf(u string) string {

@@ -401,6 +401,138 @@ func (fl *flowRun) postToken(ctx context.Context, c oauthConfig, form url.Values
 	return nil
 }
 
+// tokenExchange is an RFC 8693 token exchange at OtherAS (direction B)
+// with the app's client authentication: client_secret_basic for a
+// confidential-symmetric app, a private_key_jwt assertion for a
+// confidential-asymmetric one (a public app sends only its client_id, and
+// is refused).
+func (fl *flowRun) tokenExchange(ctx context.Context, st *Step, faults []Fault) (*stepOut, error) {
+	s := st.TokenExchange
+	app := s.App
+	if ft, ok := hasFaultKind(faults, "launch_token", "other_app"); ok {
+		app = ft.App
+	}
+	out := &stepOut{kind: StepTokenExchange, server: ServerOther, app: app}
+	subject, err := fl.expand(s.SubjectToken)
+	if err != nil {
+		return nil, err
+	}
+	typ, ok := subjectTokenTypeURN(s.SubjectTokenType)
+	if !ok {
+		return nil, cannot("subject_token_type %q is neither id_token nor access_token", clip(s.SubjectTokenType))
+	}
+	d, err := fl.discover(ctx, fl.rn.ready.OtherFHIR)
+	if err != nil {
+		return nil, err
+	}
+	form := func() url.Values {
+		f := url.Values{
+			"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
+			"subject_token":      {subject},
+			"subject_token_type": {typ},
+			"scope":              {s.Scope},
+		}
+		for _, r := range s.Resource {
+			f.Add("resource", fl.rn.fhirBase(r))
+		}
+		return f
+	}
+	if _, ok := hasFaultKind(faults, "launch_token", "replayed"); ok {
+		// Exchange the subject once first; the step judges the replay.
+		c, _, err := fl.clientConfig(s.App, d, s.Scope)
+		if err != nil {
+			return nil, err
+		}
+		if err := fl.postToken(ctx, c, form(), &stepOut{}); err != nil {
+			return nil, err
+		}
+	}
+	c, _, err := fl.clientConfig(app, d, s.Scope)
+	if err != nil {
+		return nil, err
+	}
+	if err := fl.postToken(ctx, c, form(), out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// brokerLaunch is direction D: one authorization at the broker (for an
+// EHR launch, the EHR launches the app's launch URL for the broker's EHR
+// client and the app passes launch on). The user logs in and consents at
+// the EHR AS and consents at OtherAS on the way; the app gets one token
+// response with the EHR token and additional_tokens.
+func (fl *flowRun) brokerLaunch(ctx context.Context, st *Step, faults []Fault) (*stepOut, error) {
+	s := st.BrokerLaunch
+	out := &stepOut{kind: StepBrokerLaunch, server: ServerEHR, app: s.App}
+	issuer := fl.rn.ready.BrokerIssuer
+	if issuer == "" {
+		return nil, cannot("the world runs no broker (broker_issuer is not in its ready information)")
+	}
+	av, ok := fl.rn.appView(s.App)
+	if !ok {
+		return nil, cannot("app %q is not registered in the world the scenario runs in", s.App)
+	}
+	d, err := fl.discover(ctx, issuer)
+	if err != nil {
+		return nil, err
+	}
+	params := url.Values{}
+	pick := ""
+	if s.Launch == BrokerLaunchStandalone {
+		pick = fl.cell.Patient.EHRID
+	} else {
+		var launched struct {
+			URL string `json:"url"`
+		}
+		status, err := fl.rn.apiCall(ctx, http.MethodPost, "/launches", LaunchRequest{
+			ClientID: brokerClientID, LaunchURL: av.LaunchURL, Patient: fl.cell.Patient.EHRID, User: s.User.Login,
+		}, &launched)
+		if err != nil {
+			return nil, err
+		}
+		if status != http.StatusCreated || launched.URL == "" {
+			return nil, cannot("the EHR could not launch app %q through the broker for patient %s and user %s (control API status %d)", s.App, fl.cell.Patient.EHRID, s.User.Login, status)
+		}
+		lu, err := url.Parse(launched.URL)
+		if err != nil || lu.Query().Get("launch") == "" {
+			return nil, cannot("the EHR launch URL carries no launch")
+		}
+		params.Set("launch", lu.Query().Get("launch"))
+	}
+	if err := fl.launch(ctx, out, s.App, d, s.Scope, params, s.User, pick, faults); err != nil {
+		return nil, err
+	}
+	if out.token != nil {
+		out.values["ehr_token"] = out.values["access_token"]
+		if e, ok := additionalEntry(out.token, "additional_tokens", fl.rn.ready.OtherFHIR); ok {
+			for k, name := range map[string]string{"access_token": "other_token", "patient": "other_patient", "scope": "other_scope"} {
+				if v, ok := e[k]; ok && v != nil {
+					out.values[name] = scalarText(v)
+				}
+			}
+		}
+		if e, ok := additionalEntry(out.token, "additional_token_errors", fl.rn.ready.OtherFHIR); ok {
+			out.values["other_error"], _ = e["error"].(string)
+		}
+	}
+	return out, nil
+}
+
+// additionalEntry finds the entry for resource in a broker token
+// response's list under key (additional_tokens or
+// additional_token_errors).
+func additionalEntry(token map[string]any, key, resource string) (map[string]any, bool) {
+	list, _ := token[key].([]any)
+	for _, x := range list {
+		m, _ := x.(map[string]any)
+		if r, _ := m["resource"].(string); m != nil && strings.TrimSuffix(r, "/") == strings.TrimSuffix(resource, "/") {
+			return m, true
+		}
+	}
+	return nil, false
+}
+
 // read is a FHIR request with a bearer token.
 func (fl *flowRun) read(ctx context.Context, st *Step) (*stepOut, error) {
 	s := st.Read
@@ -418,10 +550,15 @@ func (fl *flowRun) read(ctx context.Context, st *Step) (*stepOut, error) {
 		}
 	default:
 		from, ok := fl.steps[s.Token]
-		if !ok || from.values["access_token"] == "" {
-			return nil, cannot("step %q got no access token to read with", s.Token)
+		key := "access_token"
+		if ok && from.kind == StepBrokerLaunch && s.Server == ServerOther {
+			// A broker launch holds a token per server.
+			key = "other_token"
 		}
-		bearer = from.values["access_token"]
+		if !ok || from.values[key] == "" {
+			return nil, cannot("step %q got no access token for %s to read with", s.Token, s.Server)
+		}
+		bearer = from.values[key]
 	}
 	var body struct {
 		ResourceType string            `json:"resourceType"`

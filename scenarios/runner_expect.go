@@ -6,6 +6,7 @@ package scenarios
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"net/url"
 	"slices"
@@ -67,51 +68,11 @@ func (fl *flowRun) check(st *Step, out *stepOut, events []trace.Event) []report.
 		fail("status", itoa(e.Status), statusText(out.status, gotErr))
 	}
 	if success && !isRead {
-		granted := out.granted()
-		scopeText := strings.Join(granted, " ")
-		if scopeText == "" {
-			scopeText = "(none)"
-		}
-		for _, s := range e.Granted {
-			if !slices.Contains(granted, s) {
-				fail("granted", s+" granted", "granted scope: "+scopeText)
-			}
-		}
-		for _, s := range e.Refused {
-			if slices.Contains(granted, s) {
-				fail("refused", s+" refused", s+" granted (granted scope: "+scopeText+")")
-			}
-		}
-		for _, k := range e.Present {
-			if v, ok := out.token[k]; !ok || v == nil {
-				fail("present", k+" in the token response", "no "+k)
-			}
-		}
-		for _, k := range e.Absent {
-			if v, ok := out.token[k]; ok && v != nil {
-				got := k + " present"
-				if !secretFields[k] {
-					got += ": " + scalarText(v)
-				}
-				fail("absent", "no "+k, got)
-			}
-		}
-		for _, k := range sortedKeys(e.Fields) {
-			want, err := fl.wantText(e.Fields[k])
-			if err != nil {
-				fail("fields."+k, "a value", err.Error())
-				continue
-			}
-			v, ok := out.token[k]
-			got := "absent"
-			if ok && v != nil {
-				got = scalarText(v)
-			}
-			if !ok || v == nil || !sameScalar(v, e.Fields[k], want) {
-				if secretFields[k] && ok {
-					got = "another value"
-				}
-				fail("fields."+k, want, got)
+		fl.checkToken("", out.token, tokenChecks{granted: e.Granted, refused: e.Refused, present: e.Present, absent: e.Absent,
+			fields: e.Fields, fhirContext: e.FHIRContext}, fail)
+		for _, srv := range slices.Sorted(maps.Keys(e.AdditionalTokens)) {
+			if te := e.AdditionalTokens[srv]; te != nil {
+				fl.checkAdditional("additional_tokens."+srv, srv, out, te, fail)
 			}
 		}
 	}
@@ -127,14 +88,7 @@ func (fl *flowRun) check(st *Step, out *stepOut, events []trace.Event) []report.
 		}
 		same := fl.samePerson(out.server, patient)
 		if same != *e.SamePerson {
-			got := "false: no patient in context"
-			switch {
-			case same:
-				got = "true: " + out.server + " patient " + patient + " is a record of EHR patient " + fl.cell.Patient.EHRID
-			case patient != "":
-				got = "false: " + out.server + " patient " + patient + " is not a record of EHR patient " + fl.cell.Patient.EHRID
-			}
-			fail("same_person", strconv.FormatBool(*e.SamePerson), got)
+			fail("same_person", strconv.FormatBool(*e.SamePerson), fl.samePersonText(out.server, patient, same))
 		}
 	}
 	for i, m := range e.TraceHas {
@@ -150,6 +104,169 @@ func (fl *flowRun) check(st *Step, out *stepOut, events []trace.Event) []report.
 	return fails
 }
 
+// tokenChecks are the expectations on one token response (or one entry
+// of a broker's additional_tokens).
+type tokenChecks struct {
+	granted, refused, present, absent []string
+	fields                            map[string]any
+	fhirContext                       []FHIRContextMatch
+}
+
+// checkToken checks a token response; prefix names where it sits in the
+// expectation ("" or "additional_tokens.other.").
+func (fl *flowRun) checkToken(prefix string, token map[string]any, c tokenChecks, fail func(exp, want, got string)) {
+	scopeText, _ := token["scope"].(string)
+	granted := strings.Fields(scopeText)
+	scopeText = strings.Join(granted, " ")
+	if scopeText == "" {
+		scopeText = "(none)"
+	}
+	for _, s := range c.granted {
+		if !slices.Contains(granted, s) {
+			fail(prefix+"granted", s+" granted", "granted scope: "+scopeText)
+		}
+	}
+	for _, s := range c.refused {
+		if slices.Contains(granted, s) {
+			fail(prefix+"refused", s+" refused", s+" granted (granted scope: "+scopeText+")")
+		}
+	}
+	for _, k := range c.present {
+		if v, ok := token[k]; !ok || v == nil {
+			fail(prefix+"present", k+" in the token response", "no "+k)
+		}
+	}
+	for _, k := range c.absent {
+		if v, ok := token[k]; ok && v != nil {
+			got := k + " present"
+			if !secretFields[k] {
+				got += ": " + clipJSON(v)
+			}
+			fail(prefix+"absent", "no "+k, got)
+		}
+	}
+	for _, k := range sortedKeys(c.fields) {
+		want, err := fl.wantText(c.fields[k])
+		if err != nil {
+			fail(prefix+"fields."+k, "a value", err.Error())
+			continue
+		}
+		v, ok := token[k]
+		got := "absent"
+		if ok && v != nil {
+			got = clipJSON(v)
+		}
+		if !ok || v == nil || !sameScalar(v, c.fields[k], want) {
+			if secretFields[k] && ok {
+				got = "another value"
+			}
+			fail(prefix+"fields."+k, want, got)
+		}
+	}
+	entries, _ := token["fhirContext"].([]any)
+	for i, m := range c.fhirContext {
+		want, err := fl.fhirContextWant(m)
+		exp := fmt.Sprintf("%sfhir_context[%d]", prefix, i)
+		if err != nil {
+			fail(exp, "an entry", err.Error())
+			continue
+		}
+		if !slices.ContainsFunc(entries, func(x any) bool { return fhirContextMatches(x, want) }) {
+			got := "no fhirContext"
+			if _, ok := token["fhirContext"]; ok {
+				got = "fhirContext: " + clipJSON(token["fhirContext"])
+			}
+			fail(exp, "an entry "+want.String(), got)
+		}
+	}
+}
+
+// checkAdditional checks what a broker launch got for one other server.
+func (fl *flowRun) checkAdditional(exp, server string, out *stepOut, te *TokenExpect, fail func(exp, want, got string)) {
+	base := fl.rn.fhirBase(server)
+	entry, hasToken := additionalEntry(out.token, "additional_tokens", base)
+	errEntry, hasErr := additionalEntry(out.token, "additional_token_errors", base)
+	errText := "no entry for " + base + " in additional_tokens or additional_token_errors"
+	if hasErr {
+		code, _ := errEntry["error"].(string)
+		errText = code
+		if d, _ := errEntry["error_description"].(string); d != "" {
+			errText += " (" + d + ")"
+		}
+	}
+	if te.Error != "" {
+		switch {
+		case hasToken:
+			s, _ := entry["scope"].(string)
+			fail(exp+".error", te.Error, "a token (granted scope: "+s+")")
+		case !hasErr || errEntry["error"] != te.Error:
+			fail(exp+".error", te.Error, errText)
+		}
+		return
+	}
+	if !hasToken {
+		fail(exp, "a token for "+base, errText)
+		return
+	}
+	fl.checkToken(exp+".", entry, tokenChecks{granted: te.Granted, refused: te.Refused, present: te.Present, absent: te.Absent,
+		fields: te.Fields, fhirContext: te.FHIRContext}, fail)
+	if te.SamePerson != nil {
+		patient, _ := entry["patient"].(string)
+		if same := fl.samePerson(server, patient); same != *te.SamePerson {
+			fail(exp+".same_person", strconv.FormatBool(*te.SamePerson), fl.samePersonText(server, patient, same))
+		}
+	}
+}
+
+// fhirContextWant expands the templates of a fhir_context expectation.
+func (fl *flowRun) fhirContextWant(m FHIRContextMatch) (FHIRContextMatch, error) {
+	for _, f := range []*string{&m.Type, &m.Reference, &m.Role, &m.Identifier} {
+		v, err := Expand(*f, fl.lookup)
+		if err != nil {
+			return m, fmt.Errorf("could not fill %q: %v", *f, err)
+		}
+		*f = v
+	}
+	return m, nil
+}
+
+// fhirContextMatches reports whether a fhirContext entry has every key
+// want gives (identifier: its identifier.value).
+func fhirContextMatches(x any, want FHIRContextMatch) bool {
+	e, ok := x.(map[string]any)
+	if !ok {
+		return false
+	}
+	str := func(k string) string { s, _ := e[k].(string); return s }
+	id, _ := e["identifier"].(map[string]any)
+	idValue, _ := id["value"].(string)
+	return (want.Type == "" || str("type") == want.Type) &&
+		(want.Reference == "" || str("reference") == want.Reference) &&
+		(want.Role == "" || str("role") == want.Role) &&
+		(want.Identifier == "" || idValue == want.Identifier)
+}
+
+// String writes the match as the scenario file does.
+func (m FHIRContextMatch) String() string {
+	var parts []string
+	for _, f := range []struct{ k, v string }{{"type", m.Type}, {"reference", m.Reference}, {"role", m.Role}, {"identifier", m.Identifier}} {
+		if f.v != "" {
+			parts = append(parts, f.k+": "+f.v)
+		}
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+// clipJSON is a response value for a report: scalars as text, the rest
+// as JSON, at most 400 bytes.
+func clipJSON(v any) string {
+	s := scalarText(v)
+	if len(s) > 400 {
+		s = s[:400] + "…"
+	}
+	return s
+}
+
 func statusText(status int, errCode string) string {
 	switch {
 	case status == 0 && errCode != "":
@@ -160,6 +277,17 @@ func statusText(status int, errCode string) string {
 		return itoa(status) + " (" + errCode + ")"
 	}
 	return itoa(status)
+}
+
+// samePersonText describes a same_person outcome.
+func (fl *flowRun) samePersonText(server, patient string, same bool) string {
+	switch {
+	case same:
+		return "true: " + server + " patient " + patient + " is a record of EHR patient " + fl.cell.Patient.EHRID
+	case patient != "":
+		return "false: " + server + " patient " + patient + " is not a record of EHR patient " + fl.cell.Patient.EHRID
+	}
+	return "false: no patient in context"
 }
 
 // readError is the error of a failed FHIR read: RFC 6750 names it in

@@ -322,6 +322,10 @@ func (fl *flowRun) runStep(ctx context.Context, fc *faultControl, st *Step, faul
 		return fl.read(ctx, st)
 	case StepBackend:
 		return fl.backend(ctx, st)
+	case StepTokenExchange:
+		return fl.tokenExchange(ctx, st, faults)
+	case StepBrokerLaunch:
+		return fl.brokerLaunch(ctx, st, faults)
 	}
 	return nil, cannot("%s steps cannot run yet", st.Kind())
 }

@@ -405,3 +405,160 @@ flows:
 		t.Fatalf("%d flows, want 7", len(res.Flows))
 	}
 }
+
+// TestRunDirectionsFeatures runs, in its own world, what the bundled
+// direction scenarios do not: a token exchange by a confidential-asymmetric
+// app (private_key_jwt), launch-token faults during a token exchange
+// (replayed, stolen by another app, expired), and a resource OtherAS does
+// not govern.
+func TestRunDirectionsFeatures(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwk, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key, KeyID: "jwt-app-key", Algorithm: "RS384", Use: "sig"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := `
+name: directions features
+apps:
+  - client_id: jwt-app
+    name: JWT App
+    software_id: https://example.org/apps/jwt
+    type: confidential-asymmetric
+    jwks: ` + string(jwk) + `
+    redirect_uris: ["{console}/jwt/callback"]
+    launch_url: "{console}/jwt/launch"
+    scope: launch launch-token openid fhirUser patient/*.rs user/*.rs
+    register_at: both
+flows:
+  - name: private_key_jwt exchange
+    steps:
+      - ehr_launch: {app: jwt-app, resource: [other]}
+        expect: {present: [launch_token]}
+      - name: exchange
+        token_exchange: {scope: patient/*.rs user/*.rs}
+        expect:
+          granted: [patient/*.rs, user/*.rs]
+          same_person: true
+          fields: {issued_token_type: "urn:ietf:params:oauth:token-type:access_token"}
+      - read: {server: other, path: "Patient/{{exchange.patient}}"}
+        expect: {status: 200, count: 1}
+  - name: exchange replayed
+    faults: [{launch_token: replayed, during: exchange}]
+    steps:
+      - ehr_launch: {app: sim-vendor-app, resource: [other]}
+      - name: exchange
+        token_exchange: {scope: patient/*.rs}
+        expect: {error: invalid_request}
+  - name: exchange by another app
+    faults: [{launch_token: other_app, app: jwt-app, during: exchange}]
+    steps:
+      - ehr_launch: {app: sim-vendor-app, resource: [other]}
+      - name: exchange
+        token_exchange: {scope: patient/*.rs}
+        expect: {error: invalid_request}
+  - name: exchange of an expired launch-token
+    faults: [{launch_token: expired, during: exchange}]
+    steps:
+      - ehr_launch: {app: sim-vendor-app, resource: [other]}
+      - name: exchange
+        token_exchange: {scope: patient/*.rs}
+        expect: {error: invalid_request}
+  - name: exchange for the EHR server
+    steps:
+      - ehr_launch: {app: sim-vendor-app, resource: [other]}
+      - token_exchange: {scope: patient/*.rs, resource: [ehr]}
+        expect: {error: invalid_target}
+`
+	sc, err := scenarios.ParseScenario("directions.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := scenarios.Run(t.Context(), sc, scenarios.RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !report.Passed([]report.Result{res}) {
+		t.Fatalf("directions features failed:\n%s", textReport(t, []report.Result{res}, false))
+	}
+	if len(res.Flows) != 5 {
+		t.Fatalf("%d flows, want 5", len(res.Flows))
+	}
+}
+
+// TestDirectionExpectationsCanFail: wrong expectations on a token
+// exchange and a broker launch fail, each naming the expectation with the
+// wanted and the actual value.
+func TestDirectionExpectationsCanFail(t *testing.T) {
+	sc, err := scenarios.ParseScenario("wrong.yaml", []byte(`
+name: wrong directions
+flows:
+  - name: exchange
+    patient: {class: absent}
+    steps:
+      - ehr_launch: {app: sim-vendor-app, scope: launch launch-token openid fhirUser patient/*.rs user/*.rs, resource: [other]}
+      - token_exchange: {scope: patient/*.rs user/*.rs}
+        expect:
+          granted: [patient/*.rs]
+          same_person: true
+          fhir_context: [{type: Patient, role: urn:sim:launch-full-url}]
+  - name: broker
+    patient: {class: absent}
+    steps:
+      - broker_launch: {scope: launch openid fhirUser patient/*.rs user/*.rs}
+        expect:
+          additional_tokens:
+            other:
+              granted: [patient/*.rs]
+              fields: {patient: "{{patient.ehr_id}}"}
+              same_person: true
+  - name: broker refused
+    patient: {class: absent}
+    steps:
+      - broker_launch: {scope: launch patient/*.rs}
+        expect:
+          additional_tokens: {other: {granted: [patient/*.rs]}}
+  - name: broker granted
+    patient: {class: shared}
+    steps:
+      - broker_launch: {scope: launch patient/*.rs}
+        expect:
+          additional_tokens: {other: {error: access_denied}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := sharedWorld(t).Ready()
+	res, err := scenarios.Run(t.Context(), sc, scenarios.RunOptions{Target: &ready})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, f := range res.Flows {
+		if f.Passed || f.Error != "" {
+			t.Errorf("flow %q: passed %v, error %q", f.Name, f.Passed, f.Error)
+		}
+		for _, s := range f.Steps {
+			for _, fl := range s.Failures {
+				got[f.Name] = append(got[f.Name], fl.Expectation+": want "+fl.Want+", got "+fl.Got)
+			}
+		}
+	}
+	for flow, wants := range map[string][]string{
+		"exchange": {"granted: want patient/*.rs granted, got granted scope: user/*.rs", "same_person: want true, got false: no patient in context",
+			"fhir_context[0]: want an entry {type: Patient, role: urn:sim:launch-full-url}, got no fhirContext"},
+		"broker": {"additional_tokens.other.granted: want patient/*.rs granted, got granted scope: launch openid fhirUser user/*.rs",
+			"additional_tokens.other.fields.patient: want ", "additional_tokens.other.same_person: want true, got false: no patient in context"},
+		"broker refused": {"additional_tokens.other: want a token for http://", ", got access_denied"},
+		"broker granted": {"additional_tokens.other.error: want access_denied, got a token (granted scope: launch patient/*.rs)"},
+	} {
+		all := strings.Join(got[flow], "\n")
+		for _, w := range wants {
+			if !strings.Contains(all, w) {
+				t.Errorf("flow %q: no failure containing %q in:\n%s", flow, w, all)
+			}
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -136,19 +137,21 @@ const (
 	StepRead             StepKind = "read"
 	StepBackend          StepKind = "backend"
 	StepTokenExchange    StepKind = "token_exchange"
+	StepBrokerLaunch     StepKind = "broker_launch"
 )
 
 // StepKinds lists every kind in documentation order.
-var StepKinds = []StepKind{StepEHRLaunch, StepStandaloneLaunch, StepOtherLaunch, StepRefresh, StepRead, StepBackend, StepTokenExchange}
+var StepKinds = []StepKind{StepEHRLaunch, StepStandaloneLaunch, StepOtherLaunch, StepRefresh, StepRead, StepBackend, StepTokenExchange, StepBrokerLaunch}
 
 // Step is one thing the app (and its user) does. Exactly one of the kind
 // fields is set; Kind says which.
 type Step struct {
 	// Name identifies the step in templates ({{NAME.value}}) and reports.
 	// Default by kind: ehr_launch "ehr", standalone_launch its server,
-	// other_launch "other", others their kind. Explicit names are unique in
-	// a flow; a default name may repeat and then means the latest step.
-	Name string `yaml:"name" doc:"The step's name for {{name.value}} templates and reports; default: ehr, other, refresh, read, backend or token_exchange."`
+	// other_launch "other", broker_launch "broker", others their kind.
+	// Explicit names are unique in a flow; a default name may repeat and
+	// then means the latest step.
+	Name string `yaml:"name" doc:"The step's name for {{name.value}} templates and reports; default: ehr, other, broker, refresh, read, backend or token_exchange."`
 
 	EHRLaunch        *EHRLaunch        `yaml:"ehr_launch" doc:"An EHR launch: the EHR opens the app's launch URL for the flow's patient; the app authorizes at the EHR AS."`
 	StandaloneLaunch *StandaloneLaunch `yaml:"standalone_launch" doc:"A standalone launch at the EHR AS or OtherAS (the user picks the patient at the EHR)."`
@@ -156,7 +159,8 @@ type Step struct {
 	Refresh          *Refresh          `yaml:"refresh" doc:"A refresh_token grant for the tokens of an earlier step."`
 	Read             *Read             `yaml:"read" doc:"A FHIR read or search at either server."`
 	Backend          *Backend          `yaml:"backend" doc:"A Backend Services (client_credentials with private_key_jwt) token request."`
-	TokenExchange    *TokenExchange    `yaml:"token_exchange" doc:"Reserved for the token-exchange direction (RFC 8693 at OtherAS); not runnable yet."`
+	TokenExchange    *TokenExchange    `yaml:"token_exchange" doc:"Direction B: an RFC 8693 token exchange at OtherAS's token endpoint (a confidential app trades an EHR launch-token, id_token or access token for an Other access token; no consent screen)."`
+	BrokerLaunch     *BrokerLaunch     `yaml:"broker_launch" doc:"Direction D: one SMART launch through the authorization broker, which returns the EHR token plus additional_tokens for the Other server."`
 
 	// Expect is what must hold after the step.
 	Expect Expect `yaml:"expect" doc:"What must hold after this step."`
@@ -179,6 +183,8 @@ func (s *Step) Kind() StepKind {
 		return StepBackend
 	case s.TokenExchange != nil:
 		return StepTokenExchange
+	case s.BrokerLaunch != nil:
+		return StepBrokerLaunch
 	}
 	return ""
 }
@@ -186,7 +192,7 @@ func (s *Step) Kind() StepKind {
 // Server is the server the step talks to: "ehr" or "other".
 func (s *Step) Server() string {
 	switch {
-	case s.EHRLaunch != nil:
+	case s.EHRLaunch != nil, s.BrokerLaunch != nil:
 		return ServerEHR
 	case s.StandaloneLaunch != nil:
 		return s.StandaloneLaunch.Server
@@ -218,6 +224,8 @@ func (s *Step) RequestedScope() string {
 		return s.Backend.Scope
 	case s.TokenExchange != nil:
 		return s.TokenExchange.Scope
+	case s.BrokerLaunch != nil:
+		return s.BrokerLaunch.Scope
 	}
 	return ""
 }
@@ -324,12 +332,88 @@ type Backend struct {
 	Scope  string `yaml:"scope" doc:"system/ scopes requested, e.g. system/Patient.rs."`
 }
 
-// TokenExchange is reserved for direction B (RFC 8693 at OtherAS).
+// TokenExchange is direction B: the app posts an RFC 8693 token exchange
+// to OtherAS's token endpoint with its client authentication
+// (client_secret_basic for confidential-symmetric apps, private_key_jwt
+// for confidential-asymmetric ones).
 type TokenExchange struct {
-	App              string `yaml:"app" doc:"A confidential app registered at Other."`
-	SubjectToken     string `yaml:"subject_token" doc:"Template giving the subject token, e.g. {{ehr.launch_token}}."`
-	SubjectTokenType string `yaml:"subject_token_type" doc:"The RFC 8693 subject_token_type."`
-	Scope            string `yaml:"scope" doc:"Scopes requested at Other."`
+	// App is a client_id registered at Other; default: the app of the
+	// step the subject token comes from.
+	App string `yaml:"app" doc:"A confidential app registered at Other (client_secret_basic or private_key_jwt); default: the app of the step the subject token comes from. A public app gets unauthorized_client."`
+	// SubjectToken is a template; default: {{S.launch_token}} of the
+	// latest earlier EHR launch S.
+	SubjectToken string `yaml:"subject_token" doc:"The subject token, as a template: {{ehr.launch_token}}, {{ehr.id_token}} or {{ehr.access_token}}; default: the launch_token of the latest EHR launch."`
+	// SubjectTokenType is id_token or access_token (or their URNs); after
+	// loading it is the URN. Default: access_token for an access token
+	// subject, else id_token (a launch-token travels as an id_token).
+	SubjectTokenType string `yaml:"subject_token_type" doc:"id_token (also for a launch-token) or access_token, or the RFC 8693 URNs urn:ietf:params:oauth:token-type:id_token / ...:access_token; default: from the subject template (access_token for {{S.access_token}}, else id_token)."`
+	// Scope requested; default: the app's patient/ and user/ scopes.
+	Scope string `yaml:"scope" doc:"Scopes requested at Other; default: the app's patient/ and user/ scopes (an exchange grants only those, launch/patient and fhirUser)."`
+	// Resource names servers with RFC 8707 resource parameters.
+	Resource []string `yaml:"resource" doc:"Servers named with RFC 8707 resource parameters (OtherAS accepts only other; ehr shows invalid_target)." enum:"ehr,other"`
+}
+
+// The RFC 8693 token types a token_exchange step sends.
+const (
+	TokenTypeIDToken     = "urn:ietf:params:oauth:token-type:id_token"
+	TokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"
+)
+
+// subjectTokenTypeURN turns a subject_token_type as a scenario writes it
+// (short name or URN) into the URN; ok is false for anything else.
+func subjectTokenTypeURN(s string) (string, bool) {
+	switch s {
+	case "id_token", TokenTypeIDToken:
+		return TokenTypeIDToken, true
+	case "access_token", TokenTypeAccessToken:
+		return TokenTypeAccessToken, true
+	}
+	return s, false
+}
+
+// BrokerLaunch is direction D: the app runs one SMART launch against the
+// authorization broker (broker_issuer in the ready file), which chains
+// the EHR AS and OtherAS behind the scenes (the user logs in and consents
+// at both) and answers with the EHR's token response plus
+// additional_tokens (a token for the Other server) or
+// additional_token_errors (what OtherAS refused).
+type BrokerLaunch struct {
+	// App is a client_id of the world (the broker knows every public and
+	// confidential-symmetric app); default: the world's first app.
+	App string `yaml:"app" doc:"The client_id of the app (the broker knows the world's public and confidential-symmetric apps); default: the world's first app."`
+	// Launch is "ehr" (default: the EHR launches the app's launch URL for
+	// the broker's EHR client, and the app passes launch on) or
+	// "standalone" (the user picks the patient at the EHR).
+	Launch string `yaml:"launch" doc:"ehr (default): the EHR launches the app for the broker's EHR registration and the app passes launch to the broker; standalone: no launch, the user picks the patient at the EHR." enum:"ehr,standalone"`
+	// Scope requested at the broker (it adds launch-token for the EHR and
+	// asks OtherAS for the rest without launch-token, offline_access,
+	// online_access and launch/encounter). Default: the app's scope
+	// without launch-token, offline_access and (for an EHR launch)
+	// launch/patient; a standalone launch gets launch/patient for launch.
+	Scope string `yaml:"scope" doc:"The scopes requested at the broker; default: the app's scope without launch-token and offline_access (standalone: launch replaced by launch/patient). The broker asks OtherAS for the same scopes without launch-token, offline_access, online_access and launch/encounter."`
+	// User is what the user does at both ASes (login at the EHR, both
+	// consent pages).
+	User UserAction `yaml:"user" doc:"What the user does: login at the EHR AS, and the same decision and unticks on both consent pages (EHR AS and OtherAS)."`
+}
+
+// The broker_launch launch modes.
+const (
+	BrokerLaunchEHR        = "ehr"
+	BrokerLaunchStandalone = "standalone"
+)
+
+// brokerOtherScope is what the broker asks OtherAS for (internal/broker:
+// the app's scope without what only the EHR can give).
+func brokerOtherScope(scope []string) []string {
+	var out []string
+	for _, s := range scope {
+		switch s {
+		case "launch-token", "offline_access", "online_access", "launch/encounter":
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // Expect is what must hold after a step. Every field is optional; without
@@ -358,6 +442,13 @@ type Expect struct {
 	// SamePerson: true, the step's patient is a record of the flow's EHR
 	// patient (by the world's truth); false, it is not (or there is none).
 	SamePerson *bool `yaml:"same_person" doc:"true: the patient in this step's context is the same person as the flow's EHR patient (by the world's truth); false: it is not, or there is none."`
+	// FHIRContext entries must each match an entry of the token
+	// response's fhirContext array.
+	FHIRContext []FHIRContextMatch `yaml:"fhir_context" doc:"Entries the token response's fhirContext must hold: each is matched by the keys it gives (type, reference, role, identifier), e.g. {type: Patient, role: urn:sim:launch-full-url}."`
+	// AdditionalTokens (broker_launch only) holds expectations per
+	// server on the broker's additional_tokens / additional_token_errors;
+	// the only key is "other".
+	AdditionalTokens map[string]*TokenExpect `yaml:"additional_tokens" doc:"broker_launch only: what the broker got for each other server (key: other), from additional_tokens or additional_token_errors."`
 	// TraceHas and TraceLacks match exchanges recorded during the step.
 	TraceHas   []TraceMatch `yaml:"trace_has" doc:"Exchanges that must appear in the trace of this step."`
 	TraceLacks []TraceMatch `yaml:"trace_lacks" doc:"Exchanges that must not appear in the trace of this step."`
@@ -366,15 +457,51 @@ type Expect struct {
 // hasSuccessChecks reports whether the expectation needs a successful
 // outcome (which an expected error rules out).
 func (e *Expect) hasSuccessChecks() bool {
-	return len(e.Granted) > 0 || len(e.Present) > 0 || len(e.Fields) > 0 || e.Count != nil || (e.SamePerson != nil && *e.SamePerson)
+	return len(e.Granted) > 0 || len(e.Present) > 0 || len(e.Fields) > 0 || e.Count != nil || (e.SamePerson != nil && *e.SamePerson) ||
+		len(e.FHIRContext) > 0 || len(e.AdditionalTokens) > 0
+}
+
+// FHIRContextMatch matches one fhirContext entry of a token response
+// (SMART 2.2: reference, canonical or identifier, plus type and role).
+// Every given key must equal the entry's; strings may be templates.
+type FHIRContextMatch struct {
+	Type      string `yaml:"type" doc:"The entry's type, e.g. Patient."`
+	Reference string `yaml:"reference" doc:"The entry's relative reference, e.g. Patient/{{patient.ehr_id}}."`
+	Role      string `yaml:"role" doc:"The entry's role URI, e.g. urn:sim:launch-full-url."`
+	// Identifier is the entry's identifier.value (sim carries a resource
+	// of another server as a full URL there, system urn:ietf:rfc:3986).
+	Identifier string `yaml:"identifier" doc:"The entry's identifier value: for a resource on another server its full URL, e.g. {{servers.other_fhir}}/Patient/{{patient.other_id}}."`
+}
+
+// IsZero reports whether no key is given.
+func (m FHIRContextMatch) IsZero() bool { return m == FHIRContextMatch{} }
+
+// TokenExpect is what must hold for one additional token of a broker
+// launch: the entry of additional_tokens for that server, or (with Error)
+// its entry of additional_token_errors.
+type TokenExpect struct {
+	Granted []string       `yaml:"granted" doc:"Scopes that must be granted at this server."`
+	Refused []string       `yaml:"refused" doc:"Scopes asked of this server that must not be granted."`
+	Error   string         `yaml:"error" doc:"The error this server's authorization ended with (from additional_token_errors); without it the server must have issued a token." enum:"access_denied,invalid_request,invalid_client,invalid_grant,unauthorized_client,unsupported_grant_type,unsupported_response_type,invalid_scope,invalid_target,server_error,temporarily_unavailable,interaction_required,login_required,invalid_token,insufficient_scope,login_failed,unreachable"`
+	Present []string       `yaml:"present" doc:"Fields of the entry that must be present (access_token, patient, fhirContext, ...)."`
+	Absent  []string       `yaml:"absent" doc:"Fields of the entry that must be absent."`
+	Fields  map[string]any `yaml:"fields" schema:"scalars" doc:"Fields of the entry and their exact values (strings may be templates)."`
+	// SamePerson: the entry's patient is (not) a record of the flow's EHR
+	// patient at that server.
+	SamePerson  *bool              `yaml:"same_person" doc:"true: the entry's patient is a record of the flow's EHR patient at this server; false: it is not, or there is none."`
+	FHIRContext []FHIRContextMatch `yaml:"fhir_context" doc:"Entries the entry's fhirContext must hold (matched by the keys given)."`
+}
+
+func (e *TokenExpect) hasSuccessChecks() bool {
+	return len(e.Granted) > 0 || len(e.Present) > 0 || len(e.Fields) > 0 || (e.SamePerson != nil && *e.SamePerson) || len(e.FHIRContext) > 0
 }
 
 // TraceMatch matches recorded trace events; every given field must match.
 type TraceMatch struct {
 	// From and To are parties: app, user, brands, ehr_fhir, ehr_as,
 	// other_fhir, other_as.
-	From string `yaml:"from" doc:"The party that sent it." enum:"app,user,brands,ehr_fhir,ehr_as,other_fhir,other_as"`
-	To   string `yaml:"to" doc:"The party that received it." enum:"app,user,brands,ehr_fhir,ehr_as,other_fhir,other_as"`
+	From string `yaml:"from" doc:"The party that sent it." enum:"app,user,brands,ehr_fhir,ehr_as,other_fhir,other_as,broker"`
+	To   string `yaml:"to" doc:"The party that received it." enum:"app,user,brands,ehr_fhir,ehr_as,other_fhir,other_as,broker"`
 	// Method is the HTTP method; Path a substring of the URL path.
 	Method string `yaml:"method" doc:"The HTTP method."`
 	Path   string `yaml:"path" doc:"Text the URL path contains, e.g. /auth/introspect."`
@@ -390,6 +517,7 @@ type TraceMatch struct {
 var traceParties = map[string]trace.Party{
 	"app": trace.App, "user": trace.User, "brands": trace.Brands,
 	"ehr_fhir": trace.EHRFHIR, "ehr_as": trace.EHRAS, "other_fhir": trace.OtherFHIR, "other_as": trace.OtherAS,
+	"broker": trace.Broker,
 }
 
 // TraceParty returns the trace party for a YAML party name.
@@ -420,11 +548,12 @@ type Fault struct {
 	// one clock (see Clock).
 	ClockSkew string        `yaml:"clock_skew" doc:"The servers' clock runs off by 'by' (relative to the app); the servers share one clock." enum:"servers"`
 	By        time.Duration `yaml:"by" doc:"With clock_skew: how far ahead (negative: behind), e.g. 10m or -2h; at most 24h."`
-	// LaunchToken misuse at the step During (an other_launch): expired (it
+	// LaunchToken misuse at the step During (an other_launch or a
+	// token_exchange): expired (it
 	// expires before use), replayed (it was used once already: the runner
 	// presents it a first time, the step's expectations judge the replay),
 	// other_app (App presents it instead of the step's app).
-	LaunchToken string `yaml:"launch_token" doc:"Misuse of the launch-token at the other_launch named by during: expired (used after it expired), replayed (presented a second time; the step's expectations judge the replay), other_app (presented by app)." enum:"expired,replayed,other_app"`
+	LaunchToken string `yaml:"launch_token" doc:"Misuse of the launch-token at the other_launch or token_exchange named by during: expired (used after it expired), replayed (presented a second time; the step's expectations judge the replay), other_app (presented by app)." enum:"expired,replayed,other_app"`
 	App         string `yaml:"app" doc:"With launch_token: other_app: the client_id that presents it."`
 	// Code: replayed: the step During redeems its code twice; the step's
 	// expectations judge the second redemption.
@@ -487,7 +616,11 @@ var StepValues = map[StepKind][]string{
 	StepRefresh:          {"access_token", "refresh_token", "patient", "scope", "expires_in"},
 	StepRead:             {"status", "id", "count"},
 	StepBackend:          {"access_token", "scope", "expires_in"},
-	StepTokenExchange:    {"access_token", "patient", "scope", "issued_token_type"},
+	StepTokenExchange:    {"access_token", "patient", "scope", "issued_token_type", "token_type", "expires_in"},
+	// A broker launch gives the EHR token response's values (access_token
+	// is the EHR token, also as ehr_token) and the Other token's as other_….
+	StepBrokerLaunch: {"access_token", "id_token", "patient", "encounter", "scope", "token_type", "expires_in", "fhirUser",
+		"ehr_token", "other_token", "other_patient", "other_scope", "other_error"},
 }
 
 // Ref is one {{step.value}} reference in a template.
@@ -1063,7 +1196,7 @@ func (l *scLoader) checkFlow(p string, f *Flow) {
 		sp := yamlfile.IndexPath(p+".steps", i)
 		st := &f.Steps[i]
 		kind := l.stepKind(sp, st)
-		if kind == StepEHRLaunch || kind == StepStandaloneLaunch && st.StandaloneLaunch.Server != ServerOther {
+		if kind == StepEHRLaunch || kind == StepBrokerLaunch || kind == StepStandaloneLaunch && st.StandaloneLaunch.Server != ServerOther {
 			needsPatient = true
 		}
 		if st.Name != "" {
@@ -1111,6 +1244,8 @@ func defaultStepName(st *Step) string {
 		return "ehr"
 	case StepOtherLaunch:
 		return "other"
+	case StepBrokerLaunch:
+		return "broker"
 	}
 	return string(st.Kind())
 }
@@ -1138,6 +1273,9 @@ func (l *scLoader) stepKind(sp string, st *Step) StepKind {
 	}
 	if l.pos.Has(sp+".token_exchange") && st.TokenExchange == nil {
 		st.TokenExchange = &TokenExchange{}
+	}
+	if l.pos.Has(sp+".broker_launch") && st.BrokerLaunch == nil {
+		st.BrokerLaunch = &BrokerLaunch{}
 	}
 	var given []string
 	for _, k := range StepKinds {
@@ -1259,6 +1397,7 @@ func (l *scLoader) checkStep(sp string, idx int, f *Flow, st *Step, kind StepKin
 	case StepOtherLaunch:
 		s := st.OtherLaunch
 		info.server = ServerOther
+		l.needOtherAS(kp, "OtherAS")
 		src := ""
 		if s.LaunchToken == "" {
 			// The latest earlier step that can carry a launch-token.
@@ -1365,7 +1504,8 @@ func (l *scLoader) checkStep(sp string, idx int, f *Flow, st *Step, kind StepKin
 		default:
 			best := -1
 			for name, d := range defined {
-				if d.server == s.Server && slices.Contains(StepValues[d.kind], "access_token") && d.index > best {
+				// A broker launch gives a token for each server.
+				if (d.server == s.Server || d.kind == StepBrokerLaunch) && slices.Contains(StepValues[d.kind], "access_token") && d.index > best {
 					best, s.Token = d.index, name
 				}
 			}
@@ -1390,14 +1530,157 @@ func (l *scLoader) checkStep(sp string, idx int, f *Flow, st *Step, kind StepKin
 		}
 		info.scope = l.scopeList(kp+".scope", kp+".scope", s.Scope)
 	case StepTokenExchange:
-		l.add(kp, "%s: token_exchange is reserved for the token-exchange direction and cannot run yet", kp)
-		info.server = ServerOther
+		l.checkTokenExchange(kp, st, &info, defined)
+	case StepBrokerLaunch:
+		s := st.BrokerLaunch
+		info.server = ServerEHR
+		l.needOtherAS(kp, "the broker")
+		switch s.Launch {
+		case "":
+			s.Launch = BrokerLaunchEHR
+		case BrokerLaunchEHR, BrokerLaunchStandalone:
+		default:
+			l.add(kp+".launch", "%s.launch: found %q, expected ehr or standalone", kp, clipText(s.Launch))
+		}
+		if s.App == "" {
+			s.App = l.defaultApp(kp + ".app")
+		}
+		info.app = s.App
+		if a, ok := l.checkApp(kp+".app", s.App, ServerEHR); ok {
+			if a.Type == AppConfidentialAsymmetric {
+				l.add(kp+".app", "%s.app: app %q is confidential-asymmetric; the broker knows only public and confidential-symmetric apps", kp, s.App)
+			}
+			if s.Launch == BrokerLaunchEHR && a.LaunchURL == "" {
+				l.add(kp+".app", "%s.app: app %q has no launch_url, which an EHR launch opens", kp, s.App)
+			}
+			if s.Scope == "" {
+				s.Scope = brokerScope(a.Scope, s.Launch)
+			}
+		}
+		info.scope = l.scopeList(kp+".scope", kp+".scope", s.Scope)
+		ua = &s.User
 	}
 	if ua != nil {
 		l.checkUserAction(kp+".user", f, ua, info.scope, &st.Expect)
 	}
 	l.checkExpect(sp+".expect", st, kind, info, defined)
 	return info
+}
+
+// needOtherAS reports a step that needs OtherAS (and the broker) in a
+// world whose Other server is governed by the EHR AS, where neither runs.
+func (l *scLoader) needOtherAS(kp, what string) {
+	if l.worldOK && l.world.OtherGovernedByEHR() {
+		l.add(kp, "%s: the world's other.governed_by is ehr, so %s does not run (only the EHR AS does: direction C)", kp, what)
+	}
+}
+
+// brokerScope derives a broker launch's scope from an app's registered
+// scope: the broker asks for launch-token itself and keeps no refresh
+// token; an EHR launch has its patient from the launch.
+func brokerScope(appScope, launch string) string {
+	var out []string
+	for _, t := range strings.Fields(appScope) {
+		switch {
+		case t == "launch-token", t == "offline_access":
+			continue
+		case t == "launch/patient" && launch == BrokerLaunchEHR:
+			continue
+		case t == "launch" && launch == BrokerLaunchStandalone:
+			t = "launch/patient"
+		}
+		if !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+// checkTokenExchange checks a token_exchange step and fills its defaults.
+func (l *scLoader) checkTokenExchange(kp string, st *Step, info *stepInfo, defined map[string]stepInfo) {
+	s := st.TokenExchange
+	info.server = ServerOther
+	l.needOtherAS(kp, "OtherAS")
+	src, srcValue := "", ""
+	if s.SubjectToken == "" {
+		best := -1
+		for name, d := range defined {
+			if (d.kind == StepEHRLaunch || d.kind == StepStandaloneLaunch && d.server == ServerEHR) && d.index > best {
+				best, src = d.index, name
+			}
+		}
+		if src == "" {
+			l.add(kp, "%s: no earlier ehr_launch gives a token to exchange; add one, or give subject_token", kp)
+		} else {
+			s.SubjectToken = "{{" + src + ".launch_token}}"
+			srcValue = "launch_token"
+		}
+	} else if strings.TrimSpace(s.SubjectToken) != "" {
+		if refs := l.checkTemplate(kp+".subject_token", s.SubjectToken, defined); len(refs) == 1 {
+			src, srcValue = refs[0].Step, refs[0].Value
+		}
+	} else {
+		l.add(kp+".subject_token", "%s.subject_token: empty, expected a template such as {{ehr.launch_token}}", kp)
+	}
+	if d, ok := defined[src]; ok {
+		if d.server != ServerEHR {
+			l.add(kp+".subject_token", "%s.subject_token: step %q is %s at %s; OtherAS exchanges tokens the EHR AS issued", kp, src, article(d.kind), d.server)
+		}
+		if srcValue == "launch_token" && !slices.Contains(d.scope, "launch-token") {
+			l.add(kp+".subject_token", "%s.subject_token: step %q does not request the launch-token scope, so it gets no launch_token to exchange", kp, src)
+		}
+		if srcValue == "id_token" && !slices.Contains(d.scope, "openid") {
+			l.add(kp+".subject_token", "%s.subject_token: step %q does not request openid, so it gets no id_token to exchange", kp, src)
+		}
+		if s.App == "" {
+			s.App = d.app
+		}
+	}
+	// subject_token_type: short names or URNs; default from the subject.
+	typePath := kp + ".subject_token_type"
+	switch s.SubjectTokenType {
+	case "":
+		s.SubjectTokenType = TokenTypeIDToken
+		if srcValue == "access_token" {
+			s.SubjectTokenType = TokenTypeAccessToken
+		}
+	default:
+		urn, ok := subjectTokenTypeURN(s.SubjectTokenType)
+		if !ok {
+			hint := ""
+			if strings.Contains(s.SubjectTokenType, "launch") {
+				hint = " (a launch-token is sent as id_token; OtherAS tells it by its JWT typ)"
+			}
+			l.add(typePath, "%s: found %q, expected id_token, access_token, %s or %s%s", typePath, clipText(s.SubjectTokenType), TokenTypeIDToken, TokenTypeAccessToken, hint)
+		} else {
+			s.SubjectTokenType = urn
+			mismatch := (srcValue == "access_token" && urn != TokenTypeAccessToken) ||
+				((srcValue == "launch_token" || srcValue == "id_token") && urn != TokenTypeIDToken)
+			if mismatch && st.Expect.Error != "invalid_request" {
+				what := map[string]string{"access_token": "an access token", "id_token": "an id_token", "launch_token": "a launch-token"}[srcValue]
+				l.add(typePath, "%s: %s does not match the subject, %s, so OtherAS answers invalid_request; fix the type, or expect error: invalid_request", typePath, s.SubjectTokenType, what)
+			}
+		}
+	}
+	if s.App == "" {
+		s.App = l.defaultApp(kp + ".app")
+	}
+	info.app = s.App
+	if a, ok := l.checkApp(kp+".app", s.App, ServerOther); ok {
+		if a.Type == AppPublic && st.Expect.Error != "unauthorized_client" {
+			l.add(kp+".app", "%s.app: app %q is public; token exchange is for confidential clients (expect error: unauthorized_client to show the refusal)", kp, s.App)
+		}
+		if s.Scope == "" {
+			s.Scope = strings.Join(slices.DeleteFunc(strings.Fields(a.Scope), func(t string) bool {
+				return !strings.HasPrefix(t, "patient/") && !strings.HasPrefix(t, "user/")
+			}), " ")
+		}
+	}
+	if l.pos.Has(kp+".scope") && strings.TrimSpace(s.Scope) == "" && st.Expect.Error != "invalid_scope" {
+		l.add(kp+".scope", "%s.scope: empty; OtherAS answers invalid_scope without a scope (or expect error: invalid_scope)", kp)
+	}
+	info.scope = l.scopeList(kp+".scope", kp+".scope", s.Scope)
+	l.checkServers(kp+".resource", s.Resource)
 }
 
 func isLaunch(k StepKind) bool {
@@ -1531,7 +1814,7 @@ func (l *scLoader) checkExpect(ep string, st *Step, kind StepKind, info stepInfo
 		for _, k := range []struct {
 			key   string
 			given bool
-		}{{"granted", len(e.Granted) > 0}, {"refused", len(e.Refused) > 0}, {"present", len(e.Present) > 0}, {"absent", len(e.Absent) > 0}, {"fields", len(e.Fields) > 0}} {
+		}{{"granted", len(e.Granted) > 0}, {"refused", len(e.Refused) > 0}, {"present", len(e.Present) > 0}, {"absent", len(e.Absent) > 0}, {"fields", len(e.Fields) > 0}, {"fhir_context", len(e.FHIRContext) > 0}} {
 			if k.given {
 				l.add(ep+"."+k.key, "%s.%s: a read gets no token response; use status, count or trace_has", ep, k.key)
 			}
@@ -1587,19 +1870,23 @@ func (l *scLoader) checkExpect(ep string, st *Step, kind StepKind, info stepInfo
 		}
 	})
 	listCheck("absent", e.Absent, func(int, string) {})
-	for _, k := range sortedKeys(e.Fields) {
-		fp := ep + ".fields." + k
-		switch v := e.Fields[k].(type) {
-		case string:
-			l.checkTemplate(fp, v, defined)
-		case bool, int64, float64:
-		case nil:
-			l.add(fp, "%s: null; use absent: [%s] to expect no such field", fp, k)
-		default:
-			l.add(fp, "%s: found a %s, expected a string, number or boolean", fp, describeAny(v))
-		}
-		if slices.Contains(e.Absent, k) {
-			l.add(fp, "%s: %q is also listed as absent", fp, k)
+	l.checkFields(ep, e.Fields, e.Absent, defined)
+	l.checkFHIRContext(ep+".fhir_context", e.FHIRContext, defined)
+	if len(e.AdditionalTokens) > 0 && kind != StepBrokerLaunch {
+		l.add(ep+".additional_tokens", "%s.additional_tokens: only a broker_launch gets additional_tokens", ep)
+	} else {
+		for _, srv := range slices.Sorted(maps.Keys(e.AdditionalTokens)) {
+			tp := ep + ".additional_tokens." + srv
+			if srv != ServerOther {
+				l.add(tp, "%s: found server %q, expected other (the EHR token is the broker's token response itself)", tp, clipText(srv))
+				continue
+			}
+			if te := e.AdditionalTokens[srv]; te != nil {
+				if e.Error != "" {
+					l.add(tp, "%s: the step must end with error %s, so there are no additional tokens to check", tp, e.Error)
+				}
+				l.checkTokenExpect(tp, te, brokerOtherScope(requested), defined)
+			}
 		}
 	}
 	for _, tm := range []struct {
@@ -1613,7 +1900,7 @@ func (l *scLoader) checkExpect(ep string, st *Step, kind StepKind, info stepInfo
 			}
 			for _, party := range []struct{ key, v string }{{"from", m.From}, {"to", m.To}} {
 				if _, ok := traceParties[party.v]; party.v != "" && !ok {
-					l.add(mp+"."+party.key, "%s.%s: found %q, expected one of: app, user, brands, ehr_fhir, ehr_as, other_fhir, other_as", mp, party.key, clipText(party.v))
+					l.add(mp+"."+party.key, "%s.%s: found %q, expected one of: app, user, brands, ehr_fhir, ehr_as, other_fhir, other_as, broker", mp, party.key, clipText(party.v))
 				}
 			}
 			if m.Status != 0 && (m.Status < 100 || m.Status > 599) {
@@ -1621,6 +1908,81 @@ func (l *scLoader) checkExpect(ep string, st *Step, kind StepKind, info stepInfo
 			}
 		}
 	}
+}
+
+// checkFields checks a fields expectation (scalars; strings are
+// templates).
+func (l *scLoader) checkFields(ep string, fields map[string]any, absent []string, defined map[string]stepInfo) {
+	for _, k := range sortedKeys(fields) {
+		fp := ep + ".fields." + k
+		switch v := fields[k].(type) {
+		case string:
+			l.checkTemplate(fp, v, defined)
+		case bool, int64, float64:
+		case nil:
+			l.add(fp, "%s: null; use absent: [%s] to expect no such field", fp, k)
+		default:
+			l.add(fp, "%s: found a %s, expected a string, number or boolean", fp, describeAny(v))
+		}
+		if slices.Contains(absent, k) {
+			l.add(fp, "%s: %q is also listed as absent", fp, k)
+		}
+	}
+}
+
+// checkFHIRContext checks fhir_context entries: each gives a key, and
+// strings are templates.
+func (l *scLoader) checkFHIRContext(path string, list []FHIRContextMatch, defined map[string]stepInfo) {
+	for i, m := range list {
+		mp := yamlfile.IndexPath(path, i)
+		if m.IsZero() {
+			l.add(mp, "%s: matches every entry; give type, reference, role or identifier", mp)
+			continue
+		}
+		for _, f := range []struct{ key, v string }{{"type", m.Type}, {"reference", m.Reference}, {"role", m.Role}, {"identifier", m.Identifier}} {
+			if f.v != "" {
+				l.checkTemplate(mp+"."+f.key, f.v, defined)
+			}
+		}
+	}
+}
+
+// checkTokenExpect checks the expectations on one additional token of a
+// broker launch; asked is the scope the broker asks that server for.
+func (l *scLoader) checkTokenExpect(tp string, te *TokenExpect, asked []string, defined map[string]stepInfo) {
+	if te.Error != "" {
+		if !slices.Contains(expectErrors, te.Error) {
+			l.add(tp+".error", "%s.error: found %q, expected one of: %s", tp, clipText(te.Error), strings.Join(expectErrors, ", "))
+		}
+		if te.hasSuccessChecks() {
+			l.add(tp+".error", "%s.error: a server that refused issued no token, so there are no granted scopes, fields or patient to check; expect one or the other", tp)
+		}
+	}
+	seen := map[string]bool{}
+	for _, lst := range []struct {
+		key  string
+		list []string
+	}{{"granted", te.Granted}, {"refused", te.Refused}} {
+		for i, s := range lst.list {
+			p := yamlfile.IndexPath(tp+"."+lst.key, i)
+			if seen[s] {
+				l.add(p, "%s: %q is listed twice (in granted or refused)", p, s)
+				continue
+			}
+			seen[s] = true
+			if !slices.Contains(asked, s) {
+				l.add(p, "%s: %q is not asked of this server (the broker asks: %s)", p, s, strings.Join(asked, " "))
+			}
+		}
+	}
+	for i, s := range te.Present {
+		if slices.Contains(te.Absent, s) {
+			p := yamlfile.IndexPath(tp+".present", i)
+			l.add(p, "%s: %q is also listed as absent", p, s)
+		}
+	}
+	l.checkFields(tp, te.Fields, te.Absent, defined)
+	l.checkFHIRContext(tp+".fhir_context", te.FHIRContext, defined)
 }
 
 func userAction(st *Step) *UserAction {
@@ -1631,6 +1993,8 @@ func userAction(st *Step) *UserAction {
 		return &st.StandaloneLaunch.User
 	case st.OtherLaunch != nil:
 		return &st.OtherLaunch.User
+	case st.BrokerLaunch != nil:
+		return &st.BrokerLaunch.User
 	}
 	return nil
 }
@@ -1776,14 +2140,20 @@ func (l *scLoader) checkFault(fp string, f *Flow, ft *Fault) {
 	case "launch_token":
 		oneOf("launch_token", ft.LaunchToken, launchTokenMis)
 		if ft.During == "" {
-			l.add(fp, "%s: launch_token needs during: the other_launch that presents the launch-token", fp)
-		} else if during != nil && during.OtherLaunch == nil {
-			l.add(fp+".during", "%s.during: step %q is %s; launch_token faults apply to an other_launch", fp, ft.During, article(during.Kind()))
+			l.add(fp, "%s: launch_token needs during: the other_launch or token_exchange that presents the launch-token", fp)
+		} else if during != nil && during.OtherLaunch == nil && during.TokenExchange == nil {
+			l.add(fp+".during", "%s.during: step %q is %s; launch_token faults apply to an other_launch or a token_exchange", fp, ft.During, article(during.Kind()))
 		}
 		if ft.LaunchToken == "other_app" {
+			own := ""
+			if during != nil && during.OtherLaunch != nil {
+				own = during.OtherLaunch.App
+			} else if during != nil && during.TokenExchange != nil {
+				own = during.TokenExchange.App
+			}
 			if ft.App == "" {
 				l.add(fp, "%s: launch_token: other_app needs app: the client_id that presents it", fp)
-			} else if _, ok := l.checkApp(fp+".app", ft.App, ServerOther); ok && during != nil && during.OtherLaunch != nil && during.OtherLaunch.App == ft.App {
+			} else if _, ok := l.checkApp(fp+".app", ft.App, ServerOther); ok && own == ft.App {
 				l.add(fp+".app", "%s.app: %q is the step's own app; name another app", fp, ft.App)
 			}
 		}
@@ -1795,7 +2165,7 @@ func (l *scLoader) checkFault(fp string, f *Flow, ft *Fault) {
 			l.add(fp+".during", "%s.during: step %q is %s; code faults apply to a launch", fp, ft.During, article(during.Kind()))
 		}
 	}
-	if during != nil && (kind == "launch_token" && during.OtherLaunch != nil || kind == "code" && isLaunch(during.Kind())) {
+	if during != nil && (kind == "launch_token" && (during.OtherLaunch != nil || during.TokenExchange != nil) || kind == "code" && isLaunch(during.Kind())) {
 		if during.Expect.Error == "" {
 			l.add(fp+".during", "%s.during: the misused %s must be refused; give step %q an expect.error", fp, strings.ReplaceAll(kind, "_", "-"), ft.During)
 		}

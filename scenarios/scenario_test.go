@@ -334,3 +334,81 @@ func BenchmarkParseScenario(b *testing.B) {
 		}
 	}
 }
+
+// TestDirectionStepDefaults: token_exchange and broker_launch get their
+// defaults filled in, and short subject_token_type names become URNs.
+func TestDirectionStepDefaults(t *testing.T) {
+	s, err := ParseScenario("d.yaml", []byte(`
+flows:
+  - name: b
+    steps:
+      - ehr_launch: {app: sim-vendor-app, resource: [other]}
+      - token_exchange: {}
+      - name: by-access-token
+        token_exchange: {subject_token: "{{ehr.access_token}}", scope: patient/*.rs}
+      - name: by-id-token
+        token_exchange: {subject_token: "{{ehr.id_token}}", subject_token_type: id_token, scope: user/*.rs}
+      - read: {server: other, path: "Patient?_count=1"}
+  - name: d
+    steps:
+      - broker_launch: {}
+      - read: {server: other, path: "Patient/{{broker.other_patient}}"}
+      - name: standalone
+        broker_launch: {launch: standalone}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := s.Flows[0].Steps
+	te := b[1].TokenExchange
+	if b[1].Name != "token_exchange" || te.App != "sim-vendor-app" || te.SubjectToken != "{{ehr.launch_token}}" ||
+		te.SubjectTokenType != TokenTypeIDToken || te.Scope != "patient/*.rs user/*.rs" {
+		t.Errorf("token_exchange defaults: %s %+v", b[1].Name, te)
+	}
+	if got := b[2].TokenExchange.SubjectTokenType; got != TokenTypeAccessToken {
+		t.Errorf("access token subject: type %q", got)
+	}
+	if got := b[3].TokenExchange.SubjectTokenType; got != TokenTypeIDToken {
+		t.Errorf("short name id_token: type %q", got)
+	}
+	if got := b[4].Read.Token; got != "by-id-token" {
+		t.Errorf("read at other: default token %q, want the latest exchange", got)
+	}
+	d := s.Flows[1].Steps
+	bl := d[0].BrokerLaunch
+	if d[0].Name != "broker" || bl.App != "sim-sample-app" || bl.Launch != BrokerLaunchEHR ||
+		bl.Scope != "launch openid fhirUser patient/*.rs user/*.rs" || bl.User.Login != "dr.smith" || bl.User.Decision != DecisionApprove {
+		t.Errorf("broker_launch defaults: %s %+v", d[0].Name, bl)
+	}
+	if got := d[1].Read.Token; got != "broker" {
+		t.Errorf("read at other after a broker launch: token %q", got)
+	}
+	if got := d[2].BrokerLaunch.Scope; got != "launch/patient openid fhirUser patient/*.rs user/*.rs" {
+		t.Errorf("standalone broker scope %q", got)
+	}
+	if s.Flows[1].Patient.Class != synth.ClassShared {
+		t.Errorf("a broker flow needs a patient: %+v", s.Flows[1].Patient)
+	}
+}
+
+func TestFHIRContextMatches(t *testing.T) {
+	entry := map[string]any{"type": "Patient", "role": "urn:sim:launch-full-url",
+		"identifier": map[string]any{"system": "urn:ietf:rfc:3986", "value": "http://o/fhir/Patient/9"}}
+	for _, tc := range []struct {
+		m    FHIRContextMatch
+		want bool
+	}{
+		{FHIRContextMatch{Type: "Patient"}, true},
+		{FHIRContextMatch{Type: "Patient", Role: "urn:sim:launch-full-url", Identifier: "http://o/fhir/Patient/9"}, true},
+		{FHIRContextMatch{Type: "Encounter"}, false},
+		{FHIRContextMatch{Identifier: "http://o/fhir/Patient/8"}, false},
+		{FHIRContextMatch{Reference: "Patient/9"}, false},
+	} {
+		if got := fhirContextMatches(entry, tc.m); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.m, got, tc.want)
+		}
+	}
+	if fhirContextMatches("Patient/9", FHIRContextMatch{Type: "Patient"}) {
+		t.Error("a string entry matched")
+	}
+}
