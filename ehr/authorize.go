@@ -1,14 +1,12 @@
 package ehr
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/smart-sim/sim/internal/authkit"
 	"github.com/smart-sim/sim/internal/scope"
@@ -17,32 +15,23 @@ import (
 
 // authRequest is a pending authorization request between pages.
 type authRequest struct {
-	ID            string    `json:"id"`
-	Session       string    `json:"session"`
-	CSRF          string    `json:"csrf"`
-	ClientID      string    `json:"client_id"`
-	RedirectURI   string    `json:"redirect_uri"`
-	State         string    `json:"state"`
-	Challenge     string    `json:"challenge"`
-	Nonce         string    `json:"nonce"`
-	LoginHint     string    `json:"login_hint"`
-	Prompt        string    `json:"prompt"`
-	Scopes        string    `json:"scopes"` // grantable candidates
-	LaunchAud     []string  `json:"launch_aud"`
-	TokenAud      []string  `json:"token_aud,omitempty"`
-	EHRLaunch     bool      `json:"ehr_launch"`
-	Username      string    `json:"username"`
-	AuthTime      int64     `json:"auth_time"`
-	PatientID     string    `json:"patient"`
-	EncounterID   string    `json:"encounter"`
-	EncounterDone bool      `json:"encounter_done"`
-	Expires       time.Time `json:"expires"`
-}
-
-type session struct {
-	ID       string `json:"id"`
-	Username string `json:"username"`
-	AuthTime int64  `json:"auth_time"`
+	authkit.Binding
+	ClientID      string   `json:"client_id"`
+	RedirectURI   string   `json:"redirect_uri"`
+	State         string   `json:"state"`
+	Challenge     string   `json:"challenge"`
+	Nonce         string   `json:"nonce"`
+	LoginHint     string   `json:"login_hint"`
+	Prompt        string   `json:"prompt"`
+	Scopes        string   `json:"scopes"` // grantable candidates
+	LaunchAud     []string `json:"launch_aud"`
+	TokenAud      []string `json:"token_aud,omitempty"`
+	EHRLaunch     bool     `json:"ehr_launch"`
+	Username      string   `json:"username"`
+	AuthTime      int64    `json:"auth_time"`
+	PatientID     string   `json:"patient"`
+	EncounterID   string   `json:"encounter"`
+	EncounterDone bool     `json:"encounter_done"`
 }
 
 type launchContext struct {
@@ -50,49 +39,6 @@ type launchContext struct {
 	Patient   string `json:"patient"`
 	User      string `json:"user"`
 	Encounter string `json:"encounter"`
-}
-
-func (s *Server) cookieName() string { return s.cfg.CookiePrefix + "_session" }
-
-func (s *Server) cookiePath() string {
-	if p := pathOf(s.cfg.Issuer); p != "" {
-		return p
-	}
-	return "/"
-}
-
-func (s *Server) setSessionCookie(w http.ResponseWriter, id string) {
-	http.SetCookie(w, &http.Cookie{
-		Name: s.cookieName(), Value: id, Path: s.cookiePath(),
-		HttpOnly: true, SameSite: http.SameSiteLaxMode,
-		Secure: strings.HasPrefix(s.cfg.Issuer, "https://"),
-	})
-}
-
-func (s *Server) loadSession(ctx context.Context, r *http.Request) (*session, bool) {
-	c, err := r.Cookie(s.cookieName())
-	if err != nil || c.Value == "" {
-		return nil, false
-	}
-	b, err := s.ephemeral.Get(ctx, bucketSession, c.Value)
-	if err != nil {
-		return nil, false
-	}
-	var sess session
-	if json.Unmarshal(b, &sess) != nil {
-		return nil, false
-	}
-	return &sess, true
-}
-
-func (s *Server) saveSession(ctx context.Context, sess *session) error {
-	b, _ := json.Marshal(sess)
-	return s.ephemeral.Put(ctx, bucketSession, sess.ID, b, s.cfg.Now().Add(s.cfg.Lifetimes.Session))
-}
-
-func (s *Server) saveRequest(ctx context.Context, req *authRequest) error {
-	b, _ := json.Marshal(req)
-	return s.ephemeral.Put(ctx, bucketRequest, req.ID, b, req.Expires)
 }
 
 func (s *Server) common(title string) ui.Common {
@@ -105,6 +51,14 @@ func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, status int, h
 	if err := s.pages.Render(w, status, ui.PageError, ui.ErrorPage{Common: s.common("Something went wrong"), Heading: heading, Message: msg}); err != nil {
 		s.logError(r.Context(), "render error page", err)
 	}
+}
+
+// showError shows an authkit page error.
+func (s *Server) showError(w http.ResponseWriter, r *http.Request, e *authkit.PageError) {
+	if e.Status == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", "GET, POST")
+	}
+	s.errorPage(w, r, e.Status, e.Heading, e.Message)
 }
 
 func sameBase(a, b string) bool {
@@ -131,50 +85,17 @@ func looksLikeLaunchToken(v string) bool {
 // App Launch 2.2 "Obtain authorization code"), GET and POST.
 func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if r.Method != http.MethodGet && r.Method != http.MethodPost {
-		w.Header().Set("Allow", "GET, POST")
-		s.errorPage(w, r, http.StatusMethodNotAllowed, "Method not allowed", "Use GET or POST.")
+	ar, show, aerr := authkit.ReadAuthorize(r, s.clients, "resource")
+	if show != nil {
+		s.showError(w, r, show)
 		return
 	}
-	form, err := authkit.ParseForm(r, true, "resource")
-	if err != nil {
-		s.errorPage(w, r, http.StatusBadRequest, "Invalid request", "The authorization request is malformed.")
-		return
-	}
-	client, ok := s.clients.Get(form.Get("client_id"))
-	if !ok {
-		s.errorPage(w, r, http.StatusBadRequest, "Unknown app", "The app's client_id is not registered here.")
-		return
-	}
-	redirect := form.Get("redirect_uri")
-	if redirect == "" || !client.HasRedirect(redirect) {
-		s.errorPage(w, r, http.StatusBadRequest, "Invalid redirect", "The redirect_uri does not exactly match one registered for this app.")
-		return
-	}
-	state := form.Get("state")
+	form, client, redirect, state, challenge := ar.Form, ar.Client, ar.RedirectURI, ar.State, ar.Challenge
 	fail := func(e *authkit.Error) {
 		authkit.RedirectError(w, r, redirect, e, state, s.cfg.Issuer)
 	}
-	if !client.HasGrant(authkit.GrantAuthorizationCode) {
-		fail(authkit.ErrUnauthorizedClient.With("client is not registered for authorization_code"))
-		return
-	}
-	switch form.Get("response_type") {
-	case "code":
-	case "":
-		fail(authkit.ErrInvalidRequest.With("response_type is required"))
-		return
-	default:
-		fail(authkit.ErrUnsupportedRespType.With("only response_type=code is supported"))
-		return
-	}
-	if m := form.Get("code_challenge_method"); m != "S256" {
-		fail(authkit.ErrInvalidRequest.With("PKCE with code_challenge_method=S256 is required"))
-		return
-	}
-	challenge := form.Get("code_challenge")
-	if !authkit.ValidChallenge(challenge) {
-		fail(authkit.ErrInvalidRequest.With("code_challenge must be an S256 challenge"))
+	if aerr != nil {
+		fail(aerr)
 		return
 	}
 	tokenAud, aerr := s.tokenAudience(form.Get("aud"), form["resource"])
@@ -226,15 +147,15 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	now := s.cfg.Now()
-	sess, ok := s.loadSession(ctx, r)
+	sess, ok := s.sessions.Load(ctx, r)
 	if !ok {
-		sess = &session{ID: authkit.RandomString(24)}
+		sess = &authkit.Session{ID: authkit.RandomString(24)}
 	}
 	req := &authRequest{
-		ID: authkit.RandomString(24), Session: sess.ID, CSRF: authkit.RandomString(24),
+		Binding:  authkit.Binding{ID: authkit.RandomString(24), Session: sess.ID, CSRF: authkit.RandomString(24), Expires: now.Add(s.cfg.Lifetimes.Request)},
 		ClientID: client.ID, RedirectURI: redirect, State: state, Challenge: challenge,
 		Nonce: form.Get("nonce"), LoginHint: form.Get("login_hint"), Prompt: prompt,
-		LaunchAud: launchAud, TokenAud: tokenAud, Expires: now.Add(s.cfg.Lifetimes.Request),
+		LaunchAud: launchAud, TokenAud: tokenAud,
 	}
 	req.Scopes = s.grantable(client, requested, lc != nil, len(launchAud) > 0).String()
 	switch {
@@ -263,13 +184,13 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 			req.LoginHint = sub
 		}
 	}
-	if err := s.saveSession(ctx, sess); err != nil {
+	if err := s.sessions.Save(ctx, sess); err != nil {
 		s.logError(ctx, "save session", err)
 		fail(authkit.ErrServerError)
 		return
 	}
-	s.setSessionCookie(w, sess.ID)
-	if err := s.saveRequest(ctx, req); err != nil {
+	s.sessions.SetCookie(w, sess.ID)
+	if err := s.requests.Save(ctx, req); err != nil {
 		s.logError(ctx, "save authorization request", err)
 		fail(authkit.ErrServerError)
 		return
@@ -423,7 +344,7 @@ func (s *Server) advance(w http.ResponseWriter, r *http.Request, req *authReques
 	ctx := r.Context()
 	none := req.Prompt == "none"
 	fail := func(e *authkit.Error) {
-		_ = s.ephemeral.Delete(ctx, bucketRequest, req.ID)
+		s.requests.Delete(ctx, req.ID)
 		authkit.RedirectError(w, r, req.RedirectURI, e, req.State, s.cfg.Issuer)
 	}
 	if req.Username == "" {
@@ -457,7 +378,7 @@ func (s *Server) advance(w http.ResponseWriter, r *http.Request, req *authReques
 			fail(authkit.ErrInteractionRequired.With("a patient must be chosen"))
 			return
 		} else {
-			_ = s.saveRequest(ctx, req)
+			_ = s.requests.Save(ctx, req)
 			http.Redirect(w, r, s.pageURL("pick", req), http.StatusSeeOther)
 			return
 		}
@@ -477,7 +398,7 @@ func (s *Server) advance(w http.ResponseWriter, r *http.Request, req *authReques
 				fail(authkit.ErrInteractionRequired.With("an encounter must be chosen"))
 				return
 			}
-			_ = s.saveRequest(ctx, req)
+			_ = s.requests.Save(ctx, req)
 			http.Redirect(w, r, s.pageURL("pick", req)+"&step=encounter", http.StatusSeeOther)
 			return
 		}
@@ -495,7 +416,7 @@ func (s *Server) advance(w http.ResponseWriter, r *http.Request, req *authReques
 		s.issueCode(w, r, req, finalScopes(req))
 		return
 	}
-	if err := s.saveRequest(ctx, req); err != nil {
+	if err := s.requests.Save(ctx, req); err != nil {
 		s.logError(ctx, "save authorization request", err)
 		fail(authkit.ErrServerError)
 		return
@@ -503,43 +424,16 @@ func (s *Server) advance(w http.ResponseWriter, r *http.Request, req *authReques
 	http.Redirect(w, r, s.pageURL("consent", req), http.StatusSeeOther)
 }
 
-// pendingRequest loads the request named in ?req and checks the browser
-// (session cookie) and, for POST, the CSRF field.
+// pendingRequest opens the request named in ?req for a page (see
+// authkit.PendingRequests.Open); ok false means an error page was shown.
 func (s *Server) pendingRequest(w http.ResponseWriter, r *http.Request) (*authRequest, url.Values, bool) {
-	ctx := r.Context()
-	var form url.Values
-	if r.Method == http.MethodPost {
-		f, err := authkit.ParseForm(r, false, "scope")
-		if err != nil {
-			s.errorPage(w, r, http.StatusBadRequest, "Invalid request", "The form could not be read.")
-			return nil, nil, false
-		}
-		form = f
-	} else if r.Method != http.MethodGet {
-		s.errorPage(w, r, http.StatusMethodNotAllowed, "Method not allowed", "Use GET or POST.")
+	req := new(authRequest)
+	form, show := s.requests.Open(r, req)
+	if show != nil {
+		s.showError(w, r, show)
 		return nil, nil, false
 	}
-	id := r.URL.Query().Get("req")
-	b, err := s.ephemeral.Get(ctx, bucketRequest, id)
-	var req authRequest
-	if err != nil || json.Unmarshal(b, &req) != nil {
-		s.errorPage(w, r, http.StatusBadRequest, "This sign-in has expired", "Start again from the app.")
-		return nil, nil, false
-	}
-	c, err := r.Cookie(s.cookieName())
-	if err != nil || c.Value != req.Session {
-		s.errorPage(w, r, http.StatusForbidden, "Session mismatch", "This sign-in was started in another browser session. Start again from the app.")
-		return nil, nil, false
-	}
-	if form != nil && !equalConst(form.Get("csrf"), req.CSRF) {
-		s.errorPage(w, r, http.StatusForbidden, "Form expired", "The form could not be verified. Start again from the app.")
-		return nil, nil, false
-	}
-	return &req, form, true
-}
-
-func equalConst(a, b string) bool {
-	return a != "" && authkit.Hash(a) == authkit.Hash(b)
+	return req, form, true
 }
 
 func (s *Server) appName(clientID string) string {
@@ -571,13 +465,13 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.cfg.Now().Unix()
 	// A new session id on sign-in (no session fixation).
-	sess := &session{ID: authkit.RandomString(24), Username: user.Username, AuthTime: now}
-	if err := s.saveSession(ctx, sess); err != nil {
+	sess := &authkit.Session{ID: authkit.RandomString(24), Username: user.Username, AuthTime: now}
+	if err := s.sessions.Save(ctx, sess); err != nil {
 		s.logError(ctx, "save session", err)
 		s.errorPage(w, r, http.StatusInternalServerError, "Internal server error.", "Try again later.")
 		return
 	}
-	s.setSessionCookie(w, sess.ID)
+	s.sessions.SetCookie(w, sess.ID)
 	req.Session, req.Username, req.AuthTime = sess.ID, user.Username, now
 	s.advance(w, r, req)
 }
@@ -656,7 +550,7 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 	}
 	offered := finalScopes(req)
 	if form != nil {
-		_ = s.ephemeral.Delete(ctx, bucketRequest, req.ID)
+		s.requests.Delete(ctx, req.ID)
 		switch form.Get("decision") {
 		case "approve":
 			chosen := map[string]bool{}
@@ -752,23 +646,22 @@ type codeRecord struct {
 
 func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, req *authRequest, granted scope.Set) {
 	ctx := r.Context()
-	code := authkit.RandomString(32)
 	rec := codeRecord{
 		grantData: grantData{
 			ClientID: req.ClientID, Username: req.Username, Scopes: granted.String(),
 			PatientID: req.PatientID, EncounterID: req.EncounterID, Nonce: req.Nonce,
 			AuthTime: req.AuthTime, LaunchAud: req.LaunchAud, EHRLaunch: req.EHRLaunch,
-			Aud: req.TokenAud,
+			AudRoles: s.audRoles(req.TokenAud),
 		},
 		RedirectURI: req.RedirectURI, Challenge: req.Challenge,
 	}
-	b, _ := json.Marshal(rec)
-	if err := s.ephemeral.Put(ctx, bucketCode, authkit.Hash(code), b, s.cfg.Now().Add(s.cfg.Lifetimes.Code)); err != nil {
+	code, err := s.codes.Issue(ctx, rec)
+	if err != nil {
 		s.logError(ctx, "store code", err)
 		authkit.RedirectError(w, r, req.RedirectURI, authkit.ErrServerError, req.State, s.cfg.Issuer)
 		return
 	}
-	_ = s.ephemeral.Delete(ctx, bucketRequest, req.ID)
+	s.requests.Delete(ctx, req.ID)
 	q := url.Values{"code": {code}, "iss": {s.cfg.Issuer}}
 	if req.State != "" {
 		q.Set("state", req.State)
@@ -827,7 +720,7 @@ var errHint = errors.New("bad id_token_hint")
 // idTokenHintSubject returns the sub of an id_token this server issued to
 // clientID (expired ones are accepted, as OIDC allows).
 func (s *Server) idTokenHintSubject(hint, clientID string) (string, bool) {
-	var c idClaims
+	var c authkit.IDClaims
 	v, err := s.signer.Verify(hint, &c)
 	if err != nil || v.Type == typAccess || v.Type == typLaunchToken || c.Iss != s.cfg.Issuer || c.Aud != clientID {
 		return "", false

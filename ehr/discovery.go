@@ -30,8 +30,6 @@ var scopesSupported = []string{
 	"system/*.rs", "system/*.read", ScopeIntrospect,
 }
 
-var authMethods = []string{authkit.AuthSecretBasic, authkit.AuthSecretPost, authkit.AuthPrivateKeyJWT, authkit.AuthNone}
-var assertionAlgs = []string{"RS384", "ES384", "RS256", "ES256"}
 var grantTypes = []string{authkit.GrantAuthorizationCode, authkit.GrantRefreshToken, authkit.GrantClientCredentials}
 
 type associatedEndpoint struct {
@@ -54,27 +52,11 @@ func (s *Server) handleSMARTConfig(w http.ResponseWriter, r *http.Request) {
 	if len(s.cfg.Governed) > 0 {
 		caps = append(slices.Clone(Capabilities), CapabilityMultiAud)
 	}
-	doc := map[string]any{
-		"issuer":                                s.cfg.Issuer,
-		"jwks_uri":                              s.url("/jwks"),
-		"authorization_endpoint":                s.url("/authorize"),
-		"token_endpoint":                        s.url("/token"),
-		"token_endpoint_auth_methods_supported": authMethods,
-		"token_endpoint_auth_signing_alg_values_supported": assertionAlgs,
-		"grant_types_supported":                            grantTypes,
-		"registration_endpoint":                            s.url("/register"),
-		"scopes_supported":                                 scopesSupported,
-		"response_types_supported":                         []string{"code"},
-		"introspection_endpoint":                           s.url("/introspect"),
-		"revocation_endpoint":                              s.url("/revoke"),
-		"code_challenge_methods_supported":                 []string{"S256"},
-		"capabilities":                                     caps,
-		"user_access_brand_bundle":                         s.cfg.Origin + "/brands/bundle.json",
-		"user_access_brand_identifier":                     s.cfg.OrgIdentifier,
-		"associated_endpoints":                             assoc,
-		"authorization_response_iss_parameter_supported":   true,
-	}
-	writeJSONCached(w, doc)
+	doc := s.metadata(caps).SMARTConfiguration()
+	doc["user_access_brand_bundle"] = s.cfg.Origin + "/brands/bundle.json"
+	doc["user_access_brand_identifier"] = s.cfg.OrgIdentifier
+	doc["associated_endpoints"] = assoc
+	authkit.WriteJSONCached(w, doc)
 }
 
 // CapabilityMultiAud is the draft's capability for one access token valid
@@ -87,32 +69,17 @@ const CapabilityMultiAud = "auth-multi-aud-token"
 // same AS decides for both.
 func (s *Server) GovernedDiscovery() http.Handler { return http.HandlerFunc(s.handleSMARTConfig) }
 
+func (s *Server) metadata(caps []string) authkit.Metadata {
+	return authkit.Metadata{Issuer: s.cfg.Issuer, Scopes: scopesSupported, GrantTypes: grantTypes, Capabilities: caps}
+}
+
 // handleOIDCConfig serves OpenID Connect Discovery 1.0 metadata.
 func (s *Server) handleOIDCConfig(w http.ResponseWriter, r *http.Request) {
-	doc := map[string]any{
-		"issuer":                                           s.cfg.Issuer,
-		"authorization_endpoint":                           s.url("/authorize"),
-		"token_endpoint":                                   s.url("/token"),
-		"jwks_uri":                                         s.url("/jwks"),
-		"registration_endpoint":                            s.url("/register"),
-		"introspection_endpoint":                           s.url("/introspect"),
-		"revocation_endpoint":                              s.url("/revoke"),
-		"scopes_supported":                                 scopesSupported,
-		"response_types_supported":                         []string{"code"},
-		"response_modes_supported":                         []string{"query"},
-		"grant_types_supported":                            grantTypes,
-		"subject_types_supported":                          []string{"public"},
-		"id_token_signing_alg_values_supported":            []string{"RS256"},
-		"token_endpoint_auth_methods_supported":            authMethods,
-		"token_endpoint_auth_signing_alg_values_supported": assertionAlgs,
-		"claims_supported":                                 []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "fhirUser", "name", "preferred_username"},
-		"code_challenge_methods_supported":                 []string{"S256"},
-		"prompt_values_supported":                          []string{"none", "login", "consent"},
-		"authorization_response_iss_parameter_supported":   true,
-		"request_parameter_supported":                      false,
-		"claims_parameter_supported":                       false,
-	}
-	writeJSONCached(w, doc)
+	doc := s.metadata(Capabilities).OpenIDConfiguration()
+	doc["prompt_values_supported"] = []string{"none", "login", "consent"}
+	doc["request_parameter_supported"] = false
+	doc["claims_parameter_supported"] = false
+	authkit.WriteJSONCached(w, doc)
 }
 
 // handleBrands serves the SMART User-access Brands bundle: one
@@ -190,7 +157,7 @@ func (s *Server) handleBrands(w http.ResponseWriter, r *http.Request) {
 		entries = append(entries, entry{base + "/Organization/" + "other-" + itoa(i+1), org("other-"+itoa(i+1), o.Name, o.Identifier, website, []string{id}, []string{id})})
 		entries = append(entries, entry{base + "/Endpoint/" + id, endpoint(id, o.Name+" FHIR R4", o.FHIRBase)})
 	}
-	writeJSONCached(w, map[string]any{
+	authkit.WriteJSONCached(w, map[string]any{
 		"resourceType": "Bundle",
 		"type":         "collection",
 		"timestamp":    now,

@@ -23,9 +23,18 @@
 //     is confined to that Patient (authkit.Access.PatientSubject) even
 //     when it holds no patient/ scope. A patient user without a Patient
 //     record gets no patient data at all.
-//   - Access tokens are RS256 JWTs (typ at+jwt, aud = FHIRBase, jti) checked
-//     against an in-memory revocation set (persisted) and cached after the
-//     first verification.
+//   - Access tokens are JWTs (typ at+jwt, aud = FHIRBase, jti) signed HS256
+//     under a secret key persisted with the server and never published:
+//     only this AS checks them (VerifyAccess, VerifyAccessAt,
+//     introspection), and an RSA signature would cost a millisecond per
+//     token. They are checked against an in-memory revocation set
+//     (persisted) and cached after the first verification. id_tokens and
+//     launch-tokens are RS256 under the keys published at /auth/jwks, so
+//     that apps and partner ASes can check them.
+//   - A refresh token family names the servers its access tokens are for
+//     by role (this EHR's FHIR server, Governed[i]), not by URL: a refresh
+//     after a restart on other ports is for the servers' current bases,
+//     and so are the fhirContext full URLs and fhirUser of its answer.
 //   - The introspection permission is the scope "introspect", granted by
 //     client_credentials only to clients registered as introspectors
 //     (partner authorization servers). A bearer token carrying it may

@@ -2,7 +2,6 @@ package ehr
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -40,15 +39,7 @@ func (s *Server) authenticateCaller(w http.ResponseWriter, r *http.Request, form
 	}
 	who, err := s.auth.Authenticate(ctx, r, form, true)
 	if err != nil {
-		e := authkit.AsError(err)
-		if e.Code == authkit.ErrInvalidRequest.Code {
-			authkit.WriteError(w, err, who.Basic)
-			return caller{}, false
-		}
-		if !who.Basic {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="introspect"`)
-		}
-		authkit.WriteError(w, authkit.ErrInvalidClient.With("authentication required"), who.Basic)
+		authkit.WriteIntrospectAuthError(w, err, who.Basic)
 		return caller{}, false
 	}
 	return caller{clientID: who.Client.ID, partner: who.Client.Issuer}, true
@@ -57,14 +48,8 @@ func (s *Server) authenticateCaller(w http.ResponseWriter, r *http.Request, form
 // handleIntrospect is RFC 7662 with SMART's token-introspection fields.
 func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		authkit.WriteError(w, authkit.ErrInvalidRequest.With("use POST"), false)
-		return
-	}
-	form, err := authkit.ParseForm(r, false)
-	if err != nil {
-		authkit.WriteError(w, err, false)
+	form, ok := authkit.ReadPost(w, r)
+	if !ok {
 		return
 	}
 	who, ok := s.authenticateCaller(w, r, form)
@@ -104,26 +89,10 @@ func (s *Server) introspect(ctx context.Context, who caller, tok string) map[str
 		}
 		return inactive
 	}
-	// A refresh token.
-	b, err := s.durable.Get(ctx, bucketRefresh, authkit.Hash(tok))
-	if err != nil {
-		return inactive
-	}
-	var rec refreshRecord
-	if json.Unmarshal(b, &rec) != nil || rec.Used || s.familyRevoked(rec.Family) {
-		return inactive
-	}
-	// Refresh tokens are for their own client only: the introspect
-	// permission of a partner covers access tokens and the launch-tokens
-	// addressed to it, never another client's refresh tokens.
-	if rec.ClientID != who.clientID {
-		return inactive
-	}
-	out := map[string]any{"active": true, "token_type": "refresh_token", "client_id": rec.ClientID, "scope": rec.Scopes, "iss": s.cfg.Issuer}
-	if rec.Username != "" {
-		out["sub"] = rec.Username
-	}
-	return out
+	// A refresh token. Refresh tokens are for their own client only: the
+	// introspect permission of a partner covers access tokens and the
+	// launch-tokens addressed to it, never another client's refresh tokens.
+	return s.refresh.Introspect(ctx, tok, who.clientID, s.cfg.Issuer)
 }
 
 func (s *Server) describeAccess(a *authkit.Access) map[string]any {
@@ -167,7 +136,7 @@ func (s *Server) introspectIDToken(who caller, tok string) map[string]any {
 	if who.partner == "" {
 		return inactive
 	}
-	var c idClaims
+	var c authkit.IDClaims
 	if _, err := s.signer.Verify(tok, &c); err != nil {
 		return inactive
 	}
@@ -196,7 +165,7 @@ func (s *Server) introspectLaunchToken(ctx context.Context, who caller, tok stri
 	if c.Iss != s.cfg.Issuer || c.Jti == "" || now.Unix() >= c.Exp {
 		return inactive
 	}
-	if who.partner == "" || !slices.Contains(c.Aud, who.partner) || s.revoked(c.Jti, "") {
+	if who.partner == "" || !slices.Contains(c.Aud, who.partner) || s.revocations.Revoked(c.Jti, "") {
 		return inactive
 	}
 	if err := s.ephemeral.Add(ctx, bucketLTUsed, c.Jti, []byte{1}, now.Add(s.cfg.Lifetimes.LaunchToken*2)); err != nil {
@@ -234,19 +203,8 @@ func (s *Server) introspectLaunchToken(ctx context.Context, who caller, tok stri
 // refresh token revokes its whole family.
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		authkit.WriteError(w, authkit.ErrInvalidRequest.With("use POST"), false)
-		return
-	}
-	form, err := authkit.ParseForm(r, false)
-	if err != nil {
-		authkit.WriteError(w, err, false)
-		return
-	}
-	who, err := s.auth.Authenticate(ctx, r, form, false)
-	if err != nil {
-		authkit.WriteError(w, err, who.Basic)
+	who, form, ok := authkit.ReadClientRequest(w, r, s.auth, false)
+	if !ok {
 		return
 	}
 	tok := form.Get("token")
@@ -256,14 +214,10 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	if a, err := s.VerifyAccess(ctx, tok); err == nil {
 		if a.ClientID == who.Client.ID {
-			s.revokeJTI(ctx, a.TokenID, a.Expires)
+			s.revocations.RevokeJTI(ctx, a.TokenID, a.Expires)
 		}
-	} else if b, err := s.durable.Get(ctx, bucketRefresh, authkit.Hash(tok)); err == nil {
-		var rec refreshRecord
-		if json.Unmarshal(b, &rec) == nil && rec.ClientID == who.Client.ID {
-			s.revokeFamily(ctx, rec.Family)
-			_ = s.durable.Delete(ctx, bucketRefresh, authkit.Hash(tok))
-		}
+	} else {
+		s.refresh.Revoke(ctx, tok, who.Client.ID)
 	}
 	authkit.NoStore(w)
 	w.WriteHeader(http.StatusOK)

@@ -2,13 +2,10 @@ package ehr
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
-	"time"
 
 	"github.com/smart-sim/sim/internal/authkit"
 	"github.com/smart-sim/sim/internal/sqlitedb"
@@ -26,9 +23,12 @@ type Server struct {
 	auth      *authkit.ClientAuthenticator
 	pages     *ui.Templates
 
-	revMu       sync.RWMutex
-	revokedJTI  map[string]time.Time
-	revokedFam  map[string]time.Time
+	sessions    *authkit.Sessions
+	requests    *authkit.PendingRequests
+	codes       *authkit.Codes
+	revocations *authkit.Revocations
+	refresh     *authkit.RefreshFamilies
+	token       *authkit.TokenEndpoint
 	cacheMu     sync.RWMutex
 	accessCache map[string]*cachedAccess
 
@@ -46,17 +46,11 @@ const ScopeIntrospect = "introspect"
 // configured client.
 const RegistrationCeiling = "openid fhirUser profile launch launch/patient launch/encounter launch-token offline_access online_access patient/*.cruds user/*.rs"
 
-// Buckets.
+// Buckets of the EHR's own (authkit keeps codes, sessions, requests,
+// refresh tokens and revocations).
 const (
-	bucketRefresh    = "refresh"
-	bucketRevokedJTI = "revoked_jti"
-	bucketRevokedFam = "revoked_family"
-	bucketCode       = "code"
-	bucketUsedCode   = "used_code"
-	bucketLaunch     = "launch"
-	bucketRequest    = "authz_request"
-	bucketSession    = "session"
-	bucketLTUsed     = "launch_token_used"
+	bucketLaunch = "launch"
+	bucketLTUsed = "launch_token_used"
 )
 
 // New builds the server: opens storage, loads or creates signing keys, and
@@ -68,8 +62,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:         cfg,
 		ephemeral:   authkit.NewMemStore(cfg.Now),
-		revokedJTI:  map[string]time.Time{},
-		revokedFam:  map[string]time.Time{},
 		accessCache: map[string]*cachedAccess{},
 		consents:    map[string]string{},
 	}
@@ -133,16 +125,24 @@ func (s *Server) init(ctx context.Context) error {
 			return fmt.Errorf("register partner %s: %w", p.Issuer, err)
 		}
 	}
-	for bucket, m := range map[string]map[string]time.Time{bucketRevokedJTI: s.revokedJTI, bucketRevokedFam: s.revokedFam} {
-		items, err := s.durable.List(ctx, bucket)
-		if err != nil {
-			return fmt.Errorf("load revocations: %w", err)
-		}
-		for _, it := range items {
-			m[it.Key] = it.Expires
-		}
-	}
-	return nil
+	s.wire()
+	return s.revocations.Load(ctx)
+}
+
+// wire builds the shared OAuth mechanisms (authkit) over this server's
+// stores, lifetimes and grants.
+func (s *Server) wire() {
+	l, now := s.cfg.Lifetimes, s.cfg.Now
+	s.sessions = &authkit.Sessions{Store: s.ephemeral, Cookie: s.cfg.CookiePrefix + "_session", Issuer: s.cfg.Issuer, Life: l.Session, Now: now}
+	s.requests = &authkit.PendingRequests{Store: s.ephemeral, Sessions: s.sessions}
+	s.codes = &authkit.Codes{Store: s.ephemeral, Life: l.Code, Now: now}
+	s.revocations = &authkit.Revocations{Store: s.durable, FamilyTTL: max(l.Refresh, l.Access), Now: now, Logger: s.cfg.Logger}
+	s.refresh = &authkit.RefreshFamilies{Store: s.durable, Revocations: s.revocations, Life: l.Refresh, Now: now}
+	s.token = &authkit.TokenEndpoint{Auth: s.auth, Logger: s.cfg.Logger, Grants: map[string]authkit.Grant{
+		authkit.GrantAuthorizationCode: authkit.GrantOf(s.grantCode),
+		authkit.GrantRefreshToken:      authkit.GrantOf(s.grantRefresh),
+		authkit.GrantClientCredentials: authkit.GrantOf(s.grantClientCredentials),
+	}}
 }
 
 // Close releases the database.
@@ -170,74 +170,40 @@ func (s *Server) Clients() *authkit.Registry { return s.clients }
 func (s *Server) url(path string) string { return s.cfg.Issuer + path }
 
 // SecurityURIs are the OAuth endpoints for the CapabilityStatement's SMART
-// security extension (http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris).
-type SecurityURIs struct {
-	Authorize, Token, Register, Manage, Introspect, Revoke string
-}
+// security extension.
+type SecurityURIs = authkit.SecurityURIs
 
 // SecurityURIs returns the absolute endpoint URLs. Manage is empty: sim
 // has no grant management page.
-func (s *Server) SecurityURIs() SecurityURIs {
-	return SecurityURIs{
-		Authorize:  s.url("/authorize"),
-		Token:      s.url("/token"),
-		Register:   s.url("/register"),
-		Introspect: s.url("/introspect"),
-		Revoke:     s.url("/revoke"),
-	}
-}
+func (s *Server) SecurityURIs() SecurityURIs { return authkit.EndpointsOf(s.cfg.Issuer) }
 
 // Mount registers the server's routes. The FHIR handler owns "/fhir/";
 // the smart-configuration pattern here is more specific.
 func (s *Server) Mount(mux *http.ServeMux) {
-	base := pathOf(s.cfg.Issuer)
-	fhir := pathOf(s.cfg.FHIRBase)
+	base := authkit.PathOf(s.cfg.Issuer)
+	fhir := authkit.PathOf(s.cfg.FHIRBase)
 	mux.HandleFunc("GET "+fhir+"/.well-known/smart-configuration", s.handleSMARTConfig)
 	mux.HandleFunc("GET "+base+"/.well-known/openid-configuration", s.handleOIDCConfig)
 	mux.HandleFunc(base+"/authorize", s.handleAuthorize)
 	mux.HandleFunc(base+"/login", s.handleLogin)
 	mux.HandleFunc(base+"/pick", s.handlePick)
 	mux.HandleFunc(base+"/consent", s.handleConsent)
-	mux.HandleFunc(base+"/token", s.handleToken)
+	mux.Handle(base+"/token", s.token)
 	mux.HandleFunc(base+"/introspect", s.handleIntrospect)
 	mux.HandleFunc(base+"/revoke", s.handleRevoke)
 	mux.HandleFunc(base+"/register", s.clients.ServeRegister)
 	mux.Handle("GET "+base+"/jwks", s.signer)
 	mux.HandleFunc("GET "+base+"/smart-style.json", s.handleStyle)
 	mux.Handle("GET "+base+"/static/", http.StripPrefix(base+"/static/", http.FileServerFS(ui.Static())))
-	mux.HandleFunc("GET "+pathOf(s.cfg.Origin)+"/brands/bundle.json", s.handleBrands)
-}
-
-func pathOf(raw string) string {
-	i := strings.Index(raw, "://")
-	if i < 0 {
-		return raw
-	}
-	rest := raw[i+3:]
-	if j := strings.IndexByte(rest, '/'); j >= 0 {
-		return strings.TrimRight(rest[j:], "/")
-	}
-	return ""
+	mux.HandleFunc("GET "+authkit.PathOf(s.cfg.Origin)+"/brands/bundle.json", s.handleBrands)
 }
 
 func (s *Server) logError(ctx context.Context, msg string, err error) {
 	s.cfg.Logger.ErrorContext(ctx, msg, "err", err)
 }
 
-func writeJSONCached(w http.ResponseWriter, v any) {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		http.Error(w, "Internal server error.", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Access-Control-Allow-Origin", "*")
-	w.Header().Set("Cache-Control", "public, max-age=60")
-	_, _ = w.Write(b)
-}
-
 func (s *Server) handleStyle(w http.ResponseWriter, r *http.Request) {
-	writeJSONCached(w, map[string]any{
+	authkit.WriteJSONCached(w, map[string]any{
 		"color_background":     "#f5f7fa",
 		"color_error":          "#a40e26",
 		"color_highlight":      "#0b5cad",

@@ -4,10 +4,11 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net/http"
+	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/smart-sim/sim/internal/authkit"
@@ -33,13 +34,13 @@ type grantData struct {
 	LaunchAud   []string `json:"launch_aud,omitempty"`
 	EHRLaunch   bool     `json:"ehr_launch,omitempty"`
 	Family      string   `json:"family,omitempty"`
-	// Aud is the access token's audience; empty means FHIRBase alone.
+	// AudRoles names the servers the access token is for by role, never
+	// by URL (see audRoles), so that a refresh after a restart on other
+	// ports is for the servers' current bases. Empty means FHIRBase alone.
+	AudRoles []string `json:"aud_roles,omitempty"`
+	// Aud is the audience by URL, as grants stored before AudRoles name
+	// it; read only (see audBases).
 	Aud []string `json:"aud,omitempty"`
-}
-
-type refreshRecord struct {
-	grantData
-	Used bool `json:"used,omitempty"`
 }
 
 // usedCode is the replay marker of a code: what its first use issues.
@@ -82,19 +83,6 @@ type accessClaims struct {
 	PatientAt map[string]string `json:"patient_at,omitempty"`
 }
 
-type idClaims struct {
-	Iss      string `json:"iss"`
-	Sub      string `json:"sub"`
-	Aud      string `json:"aud"`
-	Exp      int64  `json:"exp"`
-	Iat      int64  `json:"iat"`
-	AuthTime int64  `json:"auth_time,omitempty"`
-	Nonce    string `json:"nonce,omitempty"`
-	FHIRUser string `json:"fhirUser,omitempty"`
-	Name     string `json:"name,omitempty"`
-	Username string `json:"preferred_username,omitempty"`
-}
-
 type launchTokenClaims struct {
 	Iss         string        `json:"iss"`
 	Sub         string        `json:"sub"`
@@ -129,86 +117,22 @@ func decodeSegment(seg string) ([]byte, error) {
 	return base64.RawURLEncoding.DecodeString(seg)
 }
 
-// handleToken is the token endpoint (RFC 6749 §3.2, §4.1.3, §6; SMART
-// Backend Services). Every answer is no-store.
-func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		authkit.WriteError(w, authkit.ErrInvalidRequest.With("use POST"), false)
-		return
-	}
-	form, err := authkit.ParseForm(r, false)
-	if err != nil {
-		authkit.WriteError(w, err, false)
-		return
-	}
-	who, err := s.auth.Authenticate(ctx, r, form, false)
-	if err != nil {
-		authkit.WriteError(w, err, who.Basic)
-		return
-	}
-	var resp *TokenResponse
-	switch gt := form.Get("grant_type"); gt {
-	case authkit.GrantAuthorizationCode:
-		resp, err = s.grantCode(ctx, who.Client, form)
-	case authkit.GrantRefreshToken:
-		resp, err = s.grantRefresh(ctx, who.Client, form)
-	case authkit.GrantClientCredentials:
-		resp, err = s.grantClientCredentials(ctx, who.Client, form)
-	case "":
-		err = authkit.ErrInvalidRequest.With("grant_type is required")
-	default:
-		err = authkit.ErrUnsupportedGrantType.With("grant_type not supported")
-	}
-	if err != nil {
-		var e *authkit.Error
-		if !errors.As(err, &e) {
-			s.logError(ctx, "token", err)
-		}
-		authkit.WriteError(w, err, who.Basic)
-		return
-	}
-	authkit.WriteJSON(w, http.StatusOK, resp)
-}
-
-func (s *Server) grantCode(ctx context.Context, c *authkit.Client, form map[string][]string) (*TokenResponse, error) {
-	get := func(k string) string {
-		if v := form[k]; len(v) > 0 {
-			return v[0]
-		}
-		return ""
-	}
+// grantCode is the authorization_code grant (RFC 6749 §4.1.3, PKCE).
+func (s *Server) grantCode(ctx context.Context, c *authkit.Client, form url.Values) (*TokenResponse, error) {
 	if !c.HasGrant(authkit.GrantAuthorizationCode) {
 		return nil, authkit.ErrUnauthorizedClient.With("client is not registered for authorization_code")
 	}
-	code, redirect, verifier := get("code"), get("redirect_uri"), get("code_verifier")
+	code, redirect, verifier := form.Get("code"), form.Get("redirect_uri"), form.Get("code_verifier")
 	if code == "" || redirect == "" || verifier == "" {
 		return nil, authkit.ErrInvalidRequest.With("code, redirect_uri and code_verifier are required")
 	}
-	key := authkit.Hash(code)
-	errUsed := authkit.ErrInvalidGrant.With("code is invalid, expired or already used")
-	// The replay marker names what this use will issue and is written
-	// before the code is taken: a replay, even one racing this use, finds
-	// it and revokes all of it (RFC 6749 §4.1.2).
+	// The replay marker names what this use will issue: a replay revokes
+	// all of it (RFC 6749 §4.1.2).
 	used := usedCode{Family: authkit.RandomString(16), JTI: authkit.RandomString(16), LaunchJTI: authkit.RandomString(16)}
-	ub, _ := json.Marshal(used)
-	if err := s.ephemeral.Add(ctx, bucketUsedCode, key, ub, s.cfg.Now().Add(max(s.cfg.Lifetimes.Access, s.cfg.Lifetimes.Refresh))); err != nil {
-		if !errors.Is(err, authkit.ErrExists) {
-			return nil, fmt.Errorf("record code use: %w", err)
-		}
-		s.revokeReplayed(ctx, key)
-		return nil, errUsed
-	}
-	b, err := s.ephemeral.Take(ctx, bucketCode, key)
-	if err != nil {
-		// Unknown or expired: nothing was issued, forget the marker.
-		_ = s.ephemeral.Delete(ctx, bucketUsedCode, key)
-		return nil, errUsed
-	}
 	var rec codeRecord
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return nil, fmt.Errorf("decode code: %w", err)
+	until := s.cfg.Now().Add(max(s.cfg.Lifetimes.Access, s.cfg.Lifetimes.Refresh))
+	if err := s.codes.Redeem(ctx, code, &rec, used, until, func(first []byte) { s.revokeReplayed(ctx, first) }); err != nil {
+		return nil, err
 	}
 	rec.Family = used.Family
 	if rec.ClientID != c.ID {
@@ -225,94 +149,52 @@ func (s *Server) grantCode(ctx context.Context, c *authkit.Client, form map[stri
 
 // revokeReplayed revokes everything the first use of a replayed code
 // issued: the refresh family, the access token and the launch-token.
-func (s *Server) revokeReplayed(ctx context.Context, key string) {
-	ub, err := s.ephemeral.Get(ctx, bucketUsedCode, key)
-	if err != nil {
-		return
-	}
+func (s *Server) revokeReplayed(ctx context.Context, marker []byte) {
 	var u usedCode
-	if json.Unmarshal(ub, &u) != nil {
+	if json.Unmarshal(marker, &u) != nil {
 		return
 	}
 	now := s.cfg.Now()
-	s.revokeFamily(ctx, u.Family)
-	s.revokeJTI(ctx, u.JTI, now.Add(s.cfg.Lifetimes.Access))
+	s.revocations.RevokeFamily(ctx, u.Family)
+	s.revocations.RevokeJTI(ctx, u.JTI, now.Add(s.cfg.Lifetimes.Access))
 	if u.LaunchJTI != "" {
-		s.revokeJTI(ctx, u.LaunchJTI, now.Add(s.cfg.Lifetimes.LaunchToken))
+		s.revocations.RevokeJTI(ctx, u.LaunchJTI, now.Add(s.cfg.Lifetimes.LaunchToken))
 		_ = s.ephemeral.Put(ctx, bucketLTUsed, u.LaunchJTI, []byte{1}, now.Add(s.cfg.Lifetimes.LaunchToken*2))
 	}
 }
 
-func (s *Server) grantRefresh(ctx context.Context, c *authkit.Client, form map[string][]string) (*TokenResponse, error) {
-	get := func(k string) string {
-		if v := form[k]; len(v) > 0 {
-			return v[0]
-		}
-		return ""
-	}
+// grantRefresh is the refresh_token grant (RFC 6749 §6) with rotation.
+func (s *Server) grantRefresh(ctx context.Context, c *authkit.Client, form url.Values) (*TokenResponse, error) {
 	if !c.HasGrant(authkit.GrantRefreshToken) {
 		return nil, authkit.ErrUnauthorizedClient.With("client is not registered for refresh_token")
 	}
-	tok := get("refresh_token")
+	tok := form.Get("refresh_token")
 	if tok == "" {
 		return nil, authkit.ErrInvalidRequest.With("refresh_token is required")
 	}
-	key := authkit.Hash(tok)
-	b, err := s.durable.Get(ctx, bucketRefresh, key)
+	rt, err := s.refresh.Redeem(ctx, tok, c.ID)
 	if err != nil {
-		return nil, authkit.ErrInvalidGrant.With("refresh token is invalid or expired")
+		return nil, err
 	}
-	var rec refreshRecord
-	if err := json.Unmarshal(b, &rec); err != nil {
+	var g grantData
+	if err := json.Unmarshal(rt.Record, &g); err != nil {
 		return nil, fmt.Errorf("decode refresh token: %w", err)
 	}
-	if rec.ClientID != c.ID {
-		return nil, authkit.ErrInvalidGrant.With("refresh token was issued to another client")
+	issueScopes, err := authkit.DownScope(g.Scopes, form.Get("scope"))
+	if err != nil {
+		return nil, err
 	}
-	if s.familyRevoked(rec.Family) {
-		return nil, authkit.ErrInvalidGrant.With("refresh token was revoked")
+	if err := rt.Rotate(ctx); err != nil {
+		return nil, err
 	}
-	if rec.Used {
-		// Reuse of a rotated token: someone else has it. Revoke the family.
-		s.revokeFamily(ctx, rec.Family)
-		return nil, authkit.ErrInvalidGrant.With("refresh token was already used")
-	}
-	granted, _ := scope.Parse(rec.Scopes)
-	issueScopes := granted
-	if sc := get("scope"); sc != "" {
-		asked, err := scope.Parse(sc)
-		if err != nil {
-			return nil, authkit.ErrInvalidScope.With("scope is malformed")
-		}
-		if !asked.Subset(granted) {
-			return nil, authkit.ErrInvalidScope.With("scope exceeds the original grant")
-		}
-		issueScopes = asked
-	}
-	used := rec
-	used.Used = true
-	nb, _ := json.Marshal(used)
-	if err := s.durable.Swap(ctx, bucketRefresh, key, b, nb, s.cfg.Now().Add(s.cfg.Lifetimes.Refresh)); err != nil {
-		if errors.Is(err, authkit.ErrConflict) {
-			s.revokeFamily(ctx, rec.Family)
-			return nil, authkit.ErrInvalidGrant.With("refresh token was already used")
-		}
-		return nil, authkit.ErrInvalidGrant.With("refresh token is invalid or expired")
-	}
-	g := rec.grantData
-	resp, err := s.issueWith(ctx, c, g, issueScopes, authkit.RandomString(16), "")
-	return resp, err
+	return s.issueWith(ctx, c, g, issueScopes, authkit.RandomString(16), "")
 }
 
-func (s *Server) grantClientCredentials(ctx context.Context, c *authkit.Client, form map[string][]string) (*TokenResponse, error) {
+func (s *Server) grantClientCredentials(ctx context.Context, c *authkit.Client, form url.Values) (*TokenResponse, error) {
 	if !c.HasGrant(authkit.GrantClientCredentials) {
 		return nil, authkit.ErrUnauthorizedClient.With("client is not registered for client_credentials")
 	}
-	raw := ""
-	if v := form["scope"]; len(v) > 0 {
-		raw = v[0]
-	}
-	asked, err := scope.Parse(raw)
+	asked, err := scope.Parse(form.Get("scope"))
 	if err != nil {
 		return nil, authkit.ErrInvalidScope.With("scope is malformed")
 	}
@@ -398,10 +280,7 @@ func (s *Server) issueWith(ctx context.Context, c *authkit.Client, g grantData, 
 		resp.SmartStyleURL = s.url("/smart-style.json")
 	}
 	withID := set.Has("openid") && g.Username != ""
-	aud := g.Aud
-	if len(aud) == 0 {
-		aud = []string{s.cfg.FHIRBase}
-	}
+	aud := s.audBases(g)
 	confined := patient
 	if patientUser {
 		confined = user.PatientID
@@ -433,7 +312,7 @@ func (s *Server) issueWith(ctx context.Context, c *authkit.Client, g grantData, 
 	}
 	resp.AccessToken = at
 	if withID {
-		idc := idClaims{
+		idc := authkit.IDClaims{
 			Iss: s.cfg.Issuer, Sub: g.Username, Aud: c.ID, Exp: now.Add(life).Unix(), Iat: now.Unix(),
 			AuthTime: g.AuthTime, FHIRUser: fhirUser,
 		}
@@ -450,14 +329,13 @@ func (s *Server) issueWith(ctx context.Context, c *authkit.Client, g grantData, 
 	// Rotation keeps the original grant: a down-scoped refresh still gets
 	// a refresh token for the full grant (RFC 6749 §6).
 	if grant, _ := scope.Parse(g.Scopes); c.HasGrant(authkit.GrantRefreshToken) && (grant.Has("offline_access") || grant.Has("online_access")) {
-		rt := authkit.RandomString(32)
-		rec := refreshRecord{grantData: g}
-		rec.Nonce = ""
-		b, _ := json.Marshal(rec)
-		if err := s.durable.Put(ctx, bucketRefresh, authkit.Hash(rt), b, now.Add(s.cfg.Lifetimes.Refresh)); err != nil {
-			return nil, fmt.Errorf("store refresh token: %w", err)
+		rec := g
+		// The launch-token is issued at the code exchange only, so its
+		// partner audience is not kept.
+		rec.Nonce, rec.LaunchAud = "", nil
+		if resp.RefreshToken, err = s.refresh.Issue(ctx, rec); err != nil {
+			return nil, err
 		}
-		resp.RefreshToken = rt
 	}
 	if first && set.Has("launch-token") && len(g.LaunchAud) > 0 {
 		lt, err := s.launchToken(c, g, user, now, launchJTI)
@@ -467,6 +345,63 @@ func (s *Server) issueWith(ctx context.Context, c *authkit.Client, g grantData, 
 		resp.LaunchToken = lt
 	}
 	return resp, nil
+}
+
+// Audience roles: this AS's own FHIR server, and Config.Governed[i].
+const (
+	roleSelf     = "self"
+	roleGoverned = "governed:"
+)
+
+// audRoles names the FHIR bases of an access token's audience by role
+// (roleSelf, roleGoverned+index), which survive a restart on other ports.
+func (s *Server) audRoles(bases []string) []string {
+	var out []string
+	for _, b := range bases {
+		if sameBase(b, s.cfg.FHIRBase) {
+			out = append(out, roleSelf)
+			continue
+		}
+		for i, g := range s.cfg.Governed {
+			if sameBase(b, g.FHIRBase) {
+				out = append(out, roleGoverned+strconv.Itoa(i))
+				break
+			}
+		}
+	}
+	return out
+}
+
+// audBases is the access-token audience of a grant with the servers'
+// current FHIR bases. A grant stored by URL (before roles) keeps the
+// bases that are still configured; with none left it is for FHIRBase.
+func (s *Server) audBases(g grantData) []string {
+	var out []string
+	add := func(b string) {
+		if !slices.Contains(out, b) {
+			out = append(out, b)
+		}
+	}
+	for _, r := range g.AudRoles {
+		if r == roleSelf {
+			add(s.cfg.FHIRBase)
+		} else if i, err := strconv.Atoi(strings.TrimPrefix(r, roleGoverned)); err == nil && strings.HasPrefix(r, roleGoverned) && i >= 0 && i < len(s.cfg.Governed) {
+			add(s.cfg.Governed[i].FHIRBase)
+		}
+	}
+	if len(g.AudRoles) == 0 {
+		for _, b := range g.Aud {
+			if sameBase(b, s.cfg.FHIRBase) {
+				add(s.cfg.FHIRBase)
+			} else if gv, ok := s.governed(b); ok {
+				add(gv.FHIRBase)
+			}
+		}
+	}
+	if len(out) == 0 {
+		out = []string{s.cfg.FHIRBase}
+	}
+	return out
 }
 
 // resolveGoverned finds the patient on each governed server in aud.
@@ -505,53 +440,4 @@ func (s *Server) launchToken(c *authkit.Client, g grantData, user User, now time
 		FHIRUser: s.absolute(user.FHIRUser), FHIRContext: ctxs,
 	}
 	return s.signer.Sign(claims, typLaunchToken)
-}
-
-func (s *Server) revokeFamily(ctx context.Context, fam string) {
-	if fam == "" {
-		return
-	}
-	exp := s.cfg.Now().Add(max(s.cfg.Lifetimes.Refresh, s.cfg.Lifetimes.Access))
-	s.revMu.Lock()
-	s.revokedFam[fam] = exp
-	s.revMu.Unlock()
-	if err := s.durable.Put(ctx, bucketRevokedFam, fam, []byte{1}, exp); err != nil {
-		s.logError(ctx, "persist family revocation", err)
-	}
-}
-
-func (s *Server) revokeJTI(ctx context.Context, jti string, exp time.Time) {
-	if jti == "" {
-		return
-	}
-	s.revMu.Lock()
-	s.revokedJTI[jti] = exp
-	s.revMu.Unlock()
-	if err := s.durable.Put(ctx, bucketRevokedJTI, jti, []byte{1}, exp); err != nil {
-		s.logError(ctx, "persist revocation", err)
-	}
-}
-
-func (s *Server) familyRevoked(fam string) bool {
-	if fam == "" {
-		return false
-	}
-	s.revMu.RLock()
-	defer s.revMu.RUnlock()
-	_, ok := s.revokedFam[fam]
-	return ok
-}
-
-func (s *Server) revoked(jti, fam string) bool {
-	s.revMu.RLock()
-	defer s.revMu.RUnlock()
-	if _, ok := s.revokedJTI[jti]; ok {
-		return true
-	}
-	if fam != "" {
-		if _, ok := s.revokedFam[fam]; ok {
-			return true
-		}
-	}
-	return false
 }

@@ -17,7 +17,7 @@ var ErrInvalidToken = errors.New("invalid access token")
 
 const maxCache = 50000
 
-// VerifyAccess checks a bearer token for the EHR FHIR API: an RS256
+// VerifyAccess checks a bearer token for the EHR FHIR API: an HS256
 // at+jwt from this issuer, aud = FHIRBase, not expired, not revoked.
 // launch-tokens, id_tokens, refresh tokens and tokens for another server
 // are refused. Verified tokens are cached, so a repeat costs a map lookup
@@ -70,7 +70,7 @@ func (s *Server) verifyAt(bearer, base string) (*authkit.Access, error) {
 	if !now.Before(e.access.Expires) {
 		return nil, ErrInvalidToken
 	}
-	if s.revoked(e.access.TokenID, e.family) {
+	if s.revocations.Revoked(e.access.TokenID, e.family) {
 		return nil, ErrInvalidToken
 	}
 	if !slices.Contains(e.access.Audience, base) {

@@ -2,12 +2,10 @@ package otheras
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/smart-sim/sim/internal/authkit"
 	"github.com/smart-sim/sim/internal/scope"
@@ -17,10 +15,8 @@ import (
 
 // authRequest is a pending authorization request between pages.
 type authRequest struct {
-	ID          string            `json:"id"`
+	authkit.Binding
 	Flow        string            `json:"flow"`
-	Session     string            `json:"session"`
-	CSRF        string            `json:"csrf"`
 	ClientID    string            `json:"client_id"`
 	RedirectURI string            `json:"redirect_uri"`
 	State       string            `json:"state"`
@@ -37,56 +33,6 @@ type authRequest struct {
 	EHRPatient  string            `json:"ehr_patient"`
 	MatchNote   string            `json:"match_note"`
 	Refusal     string            `json:"refusal"`
-	Expires     time.Time         `json:"expires"`
-}
-
-type session struct {
-	ID       string `json:"id"`
-	Username string `json:"username"`
-	AuthTime int64  `json:"auth_time"`
-}
-
-func (s *Server) cookieName() string { return s.cfg.CookiePrefix + "_session" }
-
-func (s *Server) cookiePath() string {
-	if p := pathOf(s.cfg.Issuer); p != "" {
-		return p
-	}
-	return "/"
-}
-
-func (s *Server) setSessionCookie(w http.ResponseWriter, id string) {
-	http.SetCookie(w, &http.Cookie{
-		Name: s.cookieName(), Value: id, Path: s.cookiePath(),
-		HttpOnly: true, SameSite: http.SameSiteLaxMode,
-		Secure: strings.HasPrefix(s.cfg.Issuer, "https://"),
-	})
-}
-
-func (s *Server) loadSession(ctx context.Context, r *http.Request) (*session, bool) {
-	c, err := r.Cookie(s.cookieName())
-	if err != nil || c.Value == "" {
-		return nil, false
-	}
-	b, err := s.ephemeral.Get(ctx, bucketSession, c.Value)
-	if err != nil {
-		return nil, false
-	}
-	var sess session
-	if json.Unmarshal(b, &sess) != nil {
-		return nil, false
-	}
-	return &sess, true
-}
-
-func (s *Server) saveSession(ctx context.Context, sess *session) error {
-	b, _ := json.Marshal(sess)
-	return s.ephemeral.Put(ctx, bucketSession, sess.ID, b, s.cfg.Now().Add(s.cfg.Lifetimes.Session))
-}
-
-func (s *Server) saveRequest(ctx context.Context, req *authRequest) error {
-	b, _ := json.Marshal(req)
-	return s.ephemeral.Put(ctx, bucketRequest, req.ID, b, req.Expires)
 }
 
 func (s *Server) common(title string) ui.Common {
@@ -99,6 +45,14 @@ func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, status int, h
 	if err := s.pages.Render(w, status, ui.PageError, ui.ErrorPage{Common: s.common("Something went wrong"), Heading: heading, Message: msg}); err != nil {
 		s.logError(r.Context(), "render error page", err)
 	}
+}
+
+// showError shows an authkit page error.
+func (s *Server) showError(w http.ResponseWriter, r *http.Request, e *authkit.PageError) {
+	if e.Status == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", "GET, POST")
+	}
+	s.errorPage(w, r, e.Status, e.Heading, e.Message)
 }
 
 func sameBase(a, b string) bool {
@@ -131,45 +85,17 @@ func withFlow(ctx context.Context, flow string) context.Context {
 // the context first (flows.md A.7).
 func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	ctx, flow := flowOf(r.Context())
-	if r.Method != http.MethodGet && r.Method != http.MethodPost {
-		w.Header().Set("Allow", "GET, POST")
-		s.errorPage(w, r, http.StatusMethodNotAllowed, "Method not allowed", "Use GET or POST.")
+	ar, show, aerr := authkit.ReadAuthorize(r, s.clients)
+	if show != nil {
+		s.showError(w, r, show)
 		return
 	}
-	form, err := authkit.ParseForm(r, true)
-	if err != nil {
-		s.errorPage(w, r, http.StatusBadRequest, "Invalid request", "The authorization request is malformed.")
-		return
-	}
-	client, ok := s.clients.Get(form.Get("client_id"))
-	if !ok {
-		s.errorPage(w, r, http.StatusBadRequest, "Unknown app", "The app's client_id is not registered here.")
-		return
-	}
-	redirect := form.Get("redirect_uri")
-	if redirect == "" || !client.HasRedirect(redirect) {
-		s.errorPage(w, r, http.StatusBadRequest, "Invalid redirect", "The redirect_uri does not exactly match one registered for this app.")
-		return
-	}
-	state := form.Get("state")
+	form, client, redirect, state := ar.Form, ar.Client, ar.RedirectURI, ar.State
 	fail := func(e *authkit.Error) {
 		authkit.RedirectError(w, r, redirect, e, state, s.cfg.Issuer)
 	}
-	if !client.HasGrant(authkit.GrantAuthorizationCode) {
-		fail(authkit.ErrUnauthorizedClient.With("client is not registered for authorization_code"))
-		return
-	}
-	switch form.Get("response_type") {
-	case "code":
-	case "":
-		fail(authkit.ErrInvalidRequest.With("response_type is required"))
-		return
-	default:
-		fail(authkit.ErrUnsupportedRespType.With("only response_type=code is supported"))
-		return
-	}
-	if form.Get("code_challenge_method") != "S256" || !authkit.ValidChallenge(form.Get("code_challenge")) {
-		fail(authkit.ErrInvalidRequest.With("PKCE with code_challenge_method=S256 is required"))
+	if aerr != nil {
+		fail(aerr)
 		return
 	}
 	if aud := form.Get("aud"); aud == "" || !sameBase(aud, s.cfg.FHIRBase) {
@@ -195,15 +121,15 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	launch := form.Get("launch")
 	set := grantable(client, requested, launch != "")
 	now := s.cfg.Now()
-	sess, ok := s.loadSession(ctx, r)
+	sess, ok := s.sessions.Load(ctx, r)
 	if !ok {
-		sess = &session{ID: authkit.RandomString(24)}
+		sess = &authkit.Session{ID: authkit.RandomString(24)}
 	}
 	req := &authRequest{
-		ID: authkit.RandomString(24), Flow: flow, Session: sess.ID, CSRF: authkit.RandomString(24),
-		ClientID: client.ID, RedirectURI: redirect, State: state, Challenge: form.Get("code_challenge"),
+		Binding: authkit.Binding{ID: authkit.RandomString(24), Session: sess.ID, CSRF: authkit.RandomString(24), Expires: now.Add(s.cfg.Lifetimes.Request)},
+		Flow:    flow, ClientID: client.ID, RedirectURI: redirect, State: state, Challenge: form.Get("code_challenge"),
 		Nonce: form.Get("nonce"), Scopes: set.String(), Refused: map[string]string{},
-		Username: sess.Username, AuthTime: sess.AuthTime, Expires: now.Add(s.cfg.Lifetimes.Request),
+		Username: sess.Username, AuthTime: sess.AuthTime,
 	}
 	if slices.Contains(strings.Fields(form.Get("prompt")), "login") {
 		req.Username = ""
@@ -247,7 +173,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		// The user is recognised from the launch-token: no second login.
 		// That recognition holds for this request only; it signs nobody in
 		// to OtherAS (the session just binds the request to the browser).
-		sess = &session{ID: authkit.RandomString(24)}
+		sess = &authkit.Session{ID: authkit.RandomString(24)}
 		req.Session, req.Username = sess.ID, ""
 		if u, err := s.cfg.Users.Lookup(ctx, lc.Sub); err == nil {
 			req.LaunchUser = u.Username
@@ -259,12 +185,12 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		fail(authkit.ErrInvalidScope.With("no requested scope can be granted here"))
 		return
 	}
-	if err := s.saveSession(ctx, sess); err != nil {
+	if err := s.sessions.Save(ctx, sess); err != nil {
 		s.logError(ctx, "save session", err)
 		fail(authkit.ErrServerError)
 		return
 	}
-	s.setSessionCookie(w, sess.ID)
+	s.sessions.SetCookie(w, sess.ID)
 	s.advance(w, r.WithContext(ctx), req)
 }
 
@@ -335,7 +261,7 @@ func (s *Server) advance(w http.ResponseWriter, r *http.Request, req *authReques
 	case !req.Launch && req.PatientID == "" && (set.Has("launch/patient") || set.HasLevel(scope.Patient)):
 		next = "pick"
 	}
-	if err := s.saveRequest(ctx, req); err != nil {
+	if err := s.requests.Save(ctx, req); err != nil {
 		s.logError(ctx, "save authorization request", err)
 		authkit.RedirectError(w, r, req.RedirectURI, authkit.ErrServerError, req.State, s.cfg.Issuer)
 		return
@@ -343,45 +269,19 @@ func (s *Server) advance(w http.ResponseWriter, r *http.Request, req *authReques
 	http.Redirect(w, r, s.pageURL(next, req), http.StatusSeeOther)
 }
 
-// pendingRequest loads the request named in ?req and checks the browser
-// (session cookie) and, for POST, the CSRF field.
+// pendingRequest opens the request named in ?req for a page (see
+// authkit.PendingRequests.Open); ok false means an error page was shown.
 func (s *Server) pendingRequest(w http.ResponseWriter, r *http.Request) (*authRequest, url.Values, bool) {
-	ctx := r.Context()
-	var form url.Values
-	switch r.Method {
-	case http.MethodPost:
-		f, err := authkit.ParseForm(r, false, "scope")
-		if err != nil {
-			s.errorPage(w, r, http.StatusBadRequest, "Invalid request", "The form could not be read.")
-			return nil, nil, false
-		}
-		form = f
-	case http.MethodGet:
-	default:
-		s.errorPage(w, r, http.StatusMethodNotAllowed, "Method not allowed", "Use GET or POST.")
+	req := new(authRequest)
+	form, show := s.requests.Open(r, req)
+	if req.Flow != "" {
+		trace.Attribute(r.Context(), req.Flow)
+	}
+	if show != nil {
+		s.showError(w, r, show)
 		return nil, nil, false
 	}
-	b, err := s.ephemeral.Get(ctx, bucketRequest, r.URL.Query().Get("req"))
-	var req authRequest
-	if err != nil || json.Unmarshal(b, &req) != nil {
-		s.errorPage(w, r, http.StatusBadRequest, "This sign-in has expired", "Start again from the app.")
-		return nil, nil, false
-	}
-	trace.Attribute(ctx, req.Flow)
-	c, err := r.Cookie(s.cookieName())
-	if err != nil || c.Value != req.Session {
-		s.errorPage(w, r, http.StatusForbidden, "Session mismatch", "This sign-in was started in another browser session. Start again from the app.")
-		return nil, nil, false
-	}
-	if form != nil && !equalConst(form.Get("csrf"), req.CSRF) {
-		s.errorPage(w, r, http.StatusForbidden, "Form expired", "The form could not be verified. Start again from the app.")
-		return nil, nil, false
-	}
-	return &req, form, true
-}
-
-func equalConst(a, b string) bool {
-	return a != "" && authkit.Hash(a) == authkit.Hash(b)
+	return req, form, true
 }
 
 func (s *Server) appName(clientID string) string {
@@ -418,13 +318,13 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.cfg.Now().Unix()
-	sess := &session{ID: authkit.RandomString(24), Username: user.Username, AuthTime: now}
-	if err := s.saveSession(ctx, sess); err != nil {
+	sess := &authkit.Session{ID: authkit.RandomString(24), Username: user.Username, AuthTime: now}
+	if err := s.sessions.Save(ctx, sess); err != nil {
 		s.logError(ctx, "save session", err)
 		s.errorPage(w, r, http.StatusInternalServerError, "Internal server error.", "Try again later.")
 		return
 	}
-	s.setSessionCookie(w, sess.ID)
+	s.sessions.SetCookie(w, sess.ID)
 	req.Session, req.Username, req.AuthTime = sess.ID, user.Username, now
 	s.advance(w, r, req)
 }
@@ -480,7 +380,7 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 	}
 	offer := offered(req)
 	if form != nil {
-		_ = s.ephemeral.Delete(ctx, bucketRequest, req.ID)
+		s.requests.Delete(ctx, req.ID)
 		fail := func(e *authkit.Error) {
 			authkit.RedirectError(w, r, req.RedirectURI, e, req.State, s.cfg.Issuer)
 		}

@@ -88,8 +88,16 @@
 //   - Patient scopes from an exchange do not need a user known here: the
 //     context is confined to the matched patient, the app is the same
 //     software, and what it may read is decided by OtherAS's own policy.
-//   - Access tokens are RS256 JWTs (typ at+jwt, aud = the Other FHIR base)
-//     signed with keys published at /auth/jwks. Client assertions to the
+//   - Access tokens are JWTs (typ at+jwt, aud = the Other FHIR base) signed
+//     HS256 under a secret key persisted with the server: only OtherAS
+//     checks them, and an RSA signature would cost a millisecond per token.
+//     id_tokens are RS256 under the keys published at /auth/jwks. An EHR
+//     access token presented for exchange is checked by introspection at
+//     the EHR AS (it may be HS256 too). Client assertions to the
 //     EHR AS are signed with a separate key, published at
 //     /auth/client-jwks and returned by PublicJWKS.
+//   - A refresh token family names the EHR patient by the trusted EHR
+//     (TrustedIssuers[i]) and a relative reference, not by URL, and its
+//     access tokens are for the current FHIRBase: a refresh after a
+//     restart on other ports names the servers' current URLs.
 package otheras

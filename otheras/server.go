@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/smart-sim/sim/internal/authkit"
@@ -28,9 +26,12 @@ type Server struct {
 	pages      *ui.Templates
 	ehrs       map[string]*ehrClient // by issuer
 
-	revMu      sync.RWMutex
-	revokedJTI map[string]time.Time
-	revokedFam map[string]time.Time
+	sessions    *authkit.Sessions
+	requests    *authkit.PendingRequests
+	codes       *authkit.Codes
+	revocations *authkit.Revocations
+	refresh     *authkit.RefreshFamilies
+	token       *authkit.TokenEndpoint
 }
 
 // RegistrationCeiling is the most a dynamically registered client may be
@@ -38,17 +39,9 @@ type Server struct {
 // never creates Backend Services clients (authkit.Registry.OpenBackend).
 const RegistrationCeiling = "openid fhirUser profile launch launch/patient offline_access online_access patient/*.cruds user/*.rs"
 
-// Buckets.
-const (
-	bucketRefresh    = "refresh"
-	bucketRevokedJTI = "revoked_jti"
-	bucketRevokedFam = "revoked_family"
-	bucketCode       = "code"
-	bucketUsedCode   = "used_code"
-	bucketRequest    = "authz_request"
-	bucketSession    = "session"
-	bucketLTUsed     = "launch_token_used"
-)
+// bucketLTUsed holds consumed launch-tokens (authkit keeps codes,
+// sessions, requests, refresh tokens and revocations).
+const bucketLTUsed = "launch_token_used"
 
 // prefixStore keeps a second signer's keys apart in the same Store.
 type prefixStore struct {
@@ -70,11 +63,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("otheras config: %w", err)
 	}
 	s := &Server{
-		cfg:        cfg,
-		ephemeral:  authkit.NewMemStore(cfg.Now),
-		revokedJTI: map[string]time.Time{},
-		revokedFam: map[string]time.Time{},
-		ehrs:       map[string]*ehrClient{},
+		cfg:       cfg,
+		ephemeral: authkit.NewMemStore(cfg.Now),
+		ehrs:      map[string]*ehrClient{},
 	}
 	if cfg.DataPath != "" {
 		db, err := sqlitedb.Open(ctx, cfg.DataPath, authkit.Migrations())
@@ -124,16 +115,26 @@ func (s *Server) init(ctx context.Context) error {
 	for _, t := range s.cfg.TrustedIssuers {
 		s.ehrs[t.Issuer] = &ehrClient{cfg: t, s: s}
 	}
-	for bucket, m := range map[string]map[string]time.Time{bucketRevokedJTI: s.revokedJTI, bucketRevokedFam: s.revokedFam} {
-		items, err := s.durable.List(ctx, bucket)
-		if err != nil {
-			return fmt.Errorf("load revocations: %w", err)
-		}
-		for _, it := range items {
-			m[it.Key] = it.Expires
-		}
-	}
-	return nil
+	s.wire()
+	return s.revocations.Load(ctx)
+}
+
+// wire builds the shared OAuth mechanisms (authkit) over this server's
+// stores, lifetimes and grants.
+func (s *Server) wire() {
+	l, now := s.cfg.Lifetimes, s.cfg.Now
+	s.sessions = &authkit.Sessions{Store: s.ephemeral, Cookie: s.cfg.CookiePrefix + "_session", Issuer: s.cfg.Issuer, Life: l.Session, Now: now}
+	s.requests = &authkit.PendingRequests{Store: s.ephemeral, Sessions: s.sessions}
+	s.codes = &authkit.Codes{Store: s.ephemeral, Life: l.Code, Now: now}
+	s.revocations = &authkit.Revocations{Store: s.durable, FamilyTTL: max(l.Refresh, l.Access), Now: now, Logger: s.cfg.Logger}
+	s.refresh = &authkit.RefreshFamilies{Store: s.durable, Revocations: s.revocations, Life: l.Refresh, Now: now}
+	// RFC 8693 §2.1 and RFC 8707 allow several resource and audience
+	// parameters; only token exchange reads them.
+	s.token = &authkit.TokenEndpoint{Auth: s.auth, Logger: s.cfg.Logger, Repeatable: []string{"resource", "audience"}, Grants: map[string]authkit.Grant{
+		authkit.GrantAuthorizationCode: authkit.GrantOf(s.grantCode),
+		authkit.GrantRefreshToken:      authkit.GrantOf(s.grantRefresh),
+		GrantTokenExchange:             authkit.GrantOf(s.grantExchange),
+	}}
 }
 
 // Close releases the database.
@@ -158,32 +159,22 @@ func (s *Server) url(path string) string { return s.cfg.Issuer + path }
 
 // SecurityURIs are the OAuth endpoints for the CapabilityStatement's SMART
 // security extension of the Other FHIR server.
-type SecurityURIs struct {
-	Authorize, Token, Register, Manage, Introspect, Revoke string
-}
+type SecurityURIs = authkit.SecurityURIs
 
 // SecurityURIs returns the absolute endpoint URLs (Manage is empty).
-func (s *Server) SecurityURIs() SecurityURIs {
-	return SecurityURIs{
-		Authorize:  s.url("/authorize"),
-		Token:      s.url("/token"),
-		Register:   s.url("/register"),
-		Introspect: s.url("/introspect"),
-		Revoke:     s.url("/revoke"),
-	}
-}
+func (s *Server) SecurityURIs() SecurityURIs { return authkit.EndpointsOf(s.cfg.Issuer) }
 
 // Mount registers the server's routes; the FHIR handler owns "/fhir/".
 func (s *Server) Mount(mux *http.ServeMux) {
-	base := pathOf(s.cfg.Issuer)
-	fhir := pathOf(s.cfg.FHIRBase)
+	base := authkit.PathOf(s.cfg.Issuer)
+	fhir := authkit.PathOf(s.cfg.FHIRBase)
 	mux.HandleFunc("GET "+fhir+"/.well-known/smart-configuration", s.handleSMARTConfig)
 	mux.HandleFunc("GET "+base+"/.well-known/openid-configuration", s.handleOIDCConfig)
 	mux.HandleFunc(base+"/authorize", s.handleAuthorize)
 	mux.HandleFunc(base+"/login", s.handleLogin)
 	mux.HandleFunc(base+"/pick", s.handlePick)
 	mux.HandleFunc(base+"/consent", s.handleConsent)
-	mux.HandleFunc(base+"/token", s.handleToken)
+	mux.Handle(base+"/token", s.token)
 	mux.HandleFunc(base+"/introspect", s.handleIntrospect)
 	mux.HandleFunc(base+"/revoke", s.handleRevoke)
 	mux.HandleFunc(base+"/register", s.clients.ServeRegister)
@@ -191,18 +182,6 @@ func (s *Server) Mount(mux *http.ServeMux) {
 	mux.Handle("GET "+base+"/client-jwks", s.clientKeys)
 	mux.HandleFunc("GET "+base+"/smart-style.json", s.handleStyle)
 	mux.Handle("GET "+base+"/static/", http.StripPrefix(base+"/static/", http.FileServerFS(ui.Static())))
-}
-
-func pathOf(raw string) string {
-	i := strings.Index(raw, "://")
-	if i < 0 {
-		return raw
-	}
-	rest := raw[i+3:]
-	if j := strings.IndexByte(rest, '/'); j >= 0 {
-		return strings.TrimRight(rest[j:], "/")
-	}
-	return ""
 }
 
 func (s *Server) logError(ctx context.Context, msg string, err error) {
@@ -233,70 +212,25 @@ var scopesSupported = []string{
 	"patient/*.rs", "patient/*.cruds", "patient/*.read", "user/*.rs", "user/*.cruds", "user/*.read",
 }
 
-var authMethods = []string{authkit.AuthSecretBasic, authkit.AuthSecretPost, authkit.AuthPrivateKeyJWT, authkit.AuthNone}
-var assertionAlgs = []string{"RS384", "ES384", "RS256", "ES256"}
 var grantTypes = []string{authkit.GrantAuthorizationCode, authkit.GrantRefreshToken, GrantTokenExchange}
-
-func writeJSONCached(w http.ResponseWriter, v any) {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		http.Error(w, "Internal server error.", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Access-Control-Allow-Origin", "*")
-	w.Header().Set("Cache-Control", "public, max-age=60")
-	_, _ = w.Write(b)
-}
 
 // handleSMARTConfig serves {fhir}/.well-known/smart-configuration (SMART
 // App Launch 2.2 conformance page). Every URL is on OtherAS's own origin.
 func (s *Server) handleSMARTConfig(w http.ResponseWriter, r *http.Request) {
-	writeJSONCached(w, map[string]any{
-		"issuer":                                s.cfg.Issuer,
-		"jwks_uri":                              s.url("/jwks"),
-		"authorization_endpoint":                s.url("/authorize"),
-		"token_endpoint":                        s.url("/token"),
-		"token_endpoint_auth_methods_supported": authMethods,
-		"token_endpoint_auth_signing_alg_values_supported": assertionAlgs,
-		"grant_types_supported":                            grantTypes,
-		"registration_endpoint":                            s.url("/register"),
-		"scopes_supported":                                 scopesSupported,
-		"response_types_supported":                         []string{"code"},
-		"introspection_endpoint":                           s.url("/introspect"),
-		"revocation_endpoint":                              s.url("/revoke"),
-		"code_challenge_methods_supported":                 []string{"S256"},
-		"capabilities":                                     Capabilities,
-		"authorization_response_iss_parameter_supported":   true,
-	})
+	authkit.WriteJSONCached(w, s.metadata().SMARTConfiguration())
+}
+
+func (s *Server) metadata() authkit.Metadata {
+	return authkit.Metadata{Issuer: s.cfg.Issuer, Scopes: scopesSupported, GrantTypes: grantTypes, Capabilities: Capabilities}
 }
 
 // handleOIDCConfig serves OpenID Connect Discovery 1.0 metadata.
 func (s *Server) handleOIDCConfig(w http.ResponseWriter, r *http.Request) {
-	writeJSONCached(w, map[string]any{
-		"issuer":                                           s.cfg.Issuer,
-		"authorization_endpoint":                           s.url("/authorize"),
-		"token_endpoint":                                   s.url("/token"),
-		"jwks_uri":                                         s.url("/jwks"),
-		"registration_endpoint":                            s.url("/register"),
-		"introspection_endpoint":                           s.url("/introspect"),
-		"revocation_endpoint":                              s.url("/revoke"),
-		"scopes_supported":                                 scopesSupported,
-		"response_types_supported":                         []string{"code"},
-		"response_modes_supported":                         []string{"query"},
-		"grant_types_supported":                            grantTypes,
-		"subject_types_supported":                          []string{"public"},
-		"id_token_signing_alg_values_supported":            []string{"RS256"},
-		"token_endpoint_auth_methods_supported":            authMethods,
-		"token_endpoint_auth_signing_alg_values_supported": assertionAlgs,
-		"claims_supported":                                 []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "fhirUser", "name", "preferred_username"},
-		"code_challenge_methods_supported":                 []string{"S256"},
-		"authorization_response_iss_parameter_supported":   true,
-	})
+	authkit.WriteJSONCached(w, s.metadata().OpenIDConfiguration())
 }
 
 func (s *Server) handleStyle(w http.ResponseWriter, r *http.Request) {
-	writeJSONCached(w, map[string]any{
+	authkit.WriteJSONCached(w, map[string]any{
 		"color_background": "#f7f5fa", "color_error": "#a40e26", "color_highlight": "#5b2a86",
 		"color_modal_backdrop": "", "color_success": "#1a7f37", "color_text": "#1b1f24",
 		"dim_border_radius": "6px", "dim_font_size": "16px", "dim_spacing_size": "16px",

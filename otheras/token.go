@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,22 +29,23 @@ type grantData struct {
 	Scopes     string `json:"scopes"`
 	PatientID  string `json:"patient,omitempty"`
 	EHRPatient string `json:"ehr_patient,omitempty"`
-	Launch     bool   `json:"launch,omitempty"`
-	Nonce      string `json:"nonce,omitempty"`
-	AuthTime   int64  `json:"auth_time,omitempty"`
-	Family     string `json:"family,omitempty"`
-	Flow       string `json:"flow,omitempty"`
+	// EHRRole and EHRRef name the EHR patient in a refresh family by the
+	// trusted EHR (roleTrusted+index) and a relative reference, never by
+	// URL, so a refresh after a restart on other ports names the EHR's
+	// current FHIR base. EHRPatient is empty then.
+	EHRRole  string `json:"ehr_role,omitempty"`
+	EHRRef   string `json:"ehr_ref,omitempty"`
+	Launch   bool   `json:"launch,omitempty"`
+	Nonce    string `json:"nonce,omitempty"`
+	AuthTime int64  `json:"auth_time,omitempty"`
+	Family   string `json:"family,omitempty"`
+	Flow     string `json:"flow,omitempty"`
 }
 
 type codeRecord struct {
 	grantData
 	RedirectURI string `json:"redirect_uri"`
 	Challenge   string `json:"challenge"`
-}
-
-type refreshRecord struct {
-	grantData
-	Used bool `json:"used,omitempty"`
 }
 
 type usedCode struct {
@@ -67,19 +69,6 @@ type accessClaims struct {
 	Family     string   `json:"fam,omitempty"`
 }
 
-type idClaims struct {
-	Iss      string `json:"iss"`
-	Sub      string `json:"sub"`
-	Aud      string `json:"aud"`
-	Exp      int64  `json:"exp"`
-	Iat      int64  `json:"iat"`
-	AuthTime int64  `json:"auth_time,omitempty"`
-	Nonce    string `json:"nonce,omitempty"`
-	FHIRUser string `json:"fhirUser,omitempty"`
-	Name     string `json:"name,omitempty"`
-	Username string `json:"preferred_username,omitempty"`
-}
-
 // TokenResponse is the token endpoint's success body (RFC 6749 §5.1 with
 // SMART's launch context).
 type TokenResponse struct {
@@ -99,7 +88,6 @@ func timeUnix(n int64) time.Time { return time.Unix(n, 0) }
 
 func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, req *authRequest, granted scope.Set) {
 	ctx := r.Context()
-	code := authkit.RandomString(32)
 	rec := codeRecord{
 		grantData: grantData{
 			ClientID: req.ClientID, Username: req.Username, Scopes: granted.String(),
@@ -108,8 +96,8 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, req *authRequ
 		},
 		RedirectURI: req.RedirectURI, Challenge: req.Challenge,
 	}
-	b, _ := json.Marshal(rec)
-	if err := s.ephemeral.Put(ctx, bucketCode, authkit.Hash(code), b, s.cfg.Now().Add(s.cfg.Lifetimes.Code)); err != nil {
+	code, err := s.codes.Issue(ctx, rec)
+	if err != nil {
 		s.logError(ctx, "store code", err)
 		authkit.RedirectError(w, r, req.RedirectURI, authkit.ErrServerError, req.State, s.cfg.Issuer)
 		return
@@ -121,51 +109,6 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, req *authRequ
 	authkit.Redirect(w, r, req.RedirectURI, q)
 }
 
-// handleToken is the token endpoint (RFC 6749 §3.2, §4.1.3, §6). Every
-// answer is no-store.
-func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		authkit.WriteError(w, authkit.ErrInvalidRequest.With("use POST"), false)
-		return
-	}
-	// RFC 8693 §2.1 and RFC 8707 allow several resource and audience
-	// parameters; only token exchange reads them.
-	form, err := authkit.ParseForm(r, false, "resource", "audience")
-	if err != nil {
-		authkit.WriteError(w, err, false)
-		return
-	}
-	who, err := s.auth.Authenticate(ctx, r, form, false)
-	if err != nil {
-		authkit.WriteError(w, err, who.Basic)
-		return
-	}
-	var resp any
-	switch form.Get("grant_type") {
-	case authkit.GrantAuthorizationCode:
-		resp, err = s.grantCode(ctx, who.Client, form)
-	case authkit.GrantRefreshToken:
-		resp, err = s.grantRefresh(ctx, who.Client, form)
-	case GrantTokenExchange:
-		resp, err = s.grantExchange(ctx, who.Client, form)
-	case "":
-		err = authkit.ErrInvalidRequest.With("grant_type is required")
-	default:
-		err = authkit.ErrUnsupportedGrantType.With("grant_type not supported")
-	}
-	if err != nil {
-		var e *authkit.Error
-		if !errors.As(err, &e) {
-			s.logError(ctx, "token", err)
-		}
-		authkit.WriteError(w, err, who.Basic)
-		return
-	}
-	authkit.WriteJSON(w, http.StatusOK, resp)
-}
-
 func (s *Server) grantCode(ctx context.Context, c *authkit.Client, form url.Values) (*TokenResponse, error) {
 	if !c.HasGrant(authkit.GrantAuthorizationCode) {
 		return nil, authkit.ErrUnauthorizedClient.With("client is not registered for authorization_code")
@@ -174,36 +117,20 @@ func (s *Server) grantCode(ctx context.Context, c *authkit.Client, form url.Valu
 	if code == "" || redirect == "" || verifier == "" {
 		return nil, authkit.ErrInvalidRequest.With("code, redirect_uri and code_verifier are required")
 	}
-	key := authkit.Hash(code)
-	errUsed := authkit.ErrInvalidGrant.With("code is invalid, expired or already used")
 	now := s.cfg.Now()
-	// The replay marker names what this use will issue and is written
-	// before the code is taken: a replay, even one racing this use, finds
-	// it and revokes all of it (RFC 6749 §4.1.2).
+	// The replay marker names what this use will issue: a replay revokes
+	// all of it (RFC 6749 §4.1.2).
 	used := usedCode{Family: authkit.RandomString(16), JTI: authkit.RandomString(16), Exp: now.Add(s.cfg.Lifetimes.Access).Unix()}
-	ub, _ := json.Marshal(used)
-	if err := s.ephemeral.Add(ctx, bucketUsedCode, key, ub, now.Add(max(s.cfg.Lifetimes.Access, s.cfg.Lifetimes.Refresh))); err != nil {
-		if !errors.Is(err, authkit.ErrExists) {
-			return nil, fmt.Errorf("record code use: %w", err)
-		}
-		if pb, err := s.ephemeral.Get(ctx, bucketUsedCode, key); err == nil {
-			var u usedCode
-			if json.Unmarshal(pb, &u) == nil {
-				s.revokeFamily(ctx, u.Family)
-				s.revokeJTI(ctx, u.JTI, timeUnix(u.Exp))
-			}
-		}
-		return nil, errUsed
-	}
-	b, err := s.ephemeral.Take(ctx, bucketCode, key)
-	if err != nil {
-		// Unknown or expired: nothing was issued, forget the marker.
-		_ = s.ephemeral.Delete(ctx, bucketUsedCode, key)
-		return nil, errUsed
-	}
 	var rec codeRecord
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return nil, fmt.Errorf("decode code: %w", err)
+	revoke := func(first []byte) {
+		var u usedCode
+		if json.Unmarshal(first, &u) == nil {
+			s.revocations.RevokeFamily(ctx, u.Family)
+			s.revocations.RevokeJTI(ctx, u.JTI, timeUnix(u.Exp))
+		}
+	}
+	if err := s.codes.Redeem(ctx, code, &rec, used, now.Add(max(s.cfg.Lifetimes.Access, s.cfg.Lifetimes.Refresh)), revoke); err != nil {
+		return nil, err
 	}
 	withFlow(ctx, rec.Flow)
 	rec.Family = used.Family
@@ -221,6 +148,7 @@ func (s *Server) grantCode(ctx context.Context, c *authkit.Client, form url.Valu
 	return s.issue(ctx, c, rec.grantData, set, jti, true)
 }
 
+// grantRefresh is the refresh_token grant (RFC 6749 §6) with rotation.
 func (s *Server) grantRefresh(ctx context.Context, c *authkit.Client, form url.Values) (*TokenResponse, error) {
 	if !c.HasGrant(authkit.GrantRefreshToken) {
 		return nil, authkit.ErrUnauthorizedClient.With("client is not registered for refresh_token")
@@ -229,49 +157,22 @@ func (s *Server) grantRefresh(ctx context.Context, c *authkit.Client, form url.V
 	if tok == "" {
 		return nil, authkit.ErrInvalidRequest.With("refresh_token is required")
 	}
-	key := authkit.Hash(tok)
-	b, err := s.durable.Get(ctx, bucketRefresh, key)
+	rt, err := s.refresh.Redeem(ctx, tok, c.ID)
 	if err != nil {
-		return nil, authkit.ErrInvalidGrant.With("refresh token is invalid or expired")
+		return nil, err
 	}
-	var rec refreshRecord
-	if err := json.Unmarshal(b, &rec); err != nil {
+	var g grantData
+	if err := json.Unmarshal(rt.Record, &g); err != nil {
 		return nil, fmt.Errorf("decode refresh token: %w", err)
 	}
-	if rec.ClientID != c.ID {
-		return nil, authkit.ErrInvalidGrant.With("refresh token was issued to another client")
+	issue, err := authkit.DownScope(g.Scopes, form.Get("scope"))
+	if err != nil {
+		return nil, err
 	}
-	if s.familyRevoked(rec.Family) {
-		return nil, authkit.ErrInvalidGrant.With("refresh token was revoked")
+	if err := rt.Rotate(ctx); err != nil {
+		return nil, err
 	}
-	if rec.Used {
-		// Reuse of a rotated token: someone else has it. Revoke the family.
-		s.revokeFamily(ctx, rec.Family)
-		return nil, authkit.ErrInvalidGrant.With("refresh token was already used")
-	}
-	granted, _ := scope.Parse(rec.Scopes)
-	issue := granted
-	if sc := form.Get("scope"); sc != "" {
-		asked, err := scope.Parse(sc)
-		if err != nil {
-			return nil, authkit.ErrInvalidScope.With("scope is malformed")
-		}
-		if !asked.Subset(granted) {
-			return nil, authkit.ErrInvalidScope.With("scope exceeds the original grant")
-		}
-		issue = asked
-	}
-	used := rec
-	used.Used = true
-	nb, _ := json.Marshal(used)
-	if err := s.durable.Swap(ctx, bucketRefresh, key, b, nb, s.cfg.Now().Add(s.cfg.Lifetimes.Refresh)); err != nil {
-		if errors.Is(err, authkit.ErrConflict) {
-			s.revokeFamily(ctx, rec.Family)
-			return nil, authkit.ErrInvalidGrant.With("refresh token was already used")
-		}
-		return nil, authkit.ErrInvalidGrant.With("refresh token is invalid or expired")
-	}
-	return s.issue(ctx, c, rec.grantData, issue, authkit.RandomString(16), false)
+	return s.issue(ctx, c, g, issue, authkit.RandomString(16), false)
 }
 
 // issue mints the token response for a user grant. The access token is
@@ -302,13 +203,14 @@ func (s *Server) issue(ctx context.Context, c *authkit.Client, g grantData, set 
 		resp.NeedPatientBanner = &banner
 		resp.SmartStyleURL = s.url("/smart-style.json")
 	}
-	if g.EHRPatient != "" {
-		resp.FHIRContext = append(resp.FHIRContext, fhirContext{Type: "Patient", Identifier: &Identifier{System: systemURI, Value: g.EHRPatient}, Role: RoleLaunchFullURL})
+	ehrPatient := s.ehrPatientURL(g)
+	if ehrPatient != "" {
+		resp.FHIRContext = append(resp.FHIRContext, fhirContext{Type: "Patient", Identifier: &Identifier{System: systemURI, Value: ehrPatient}, Role: RoleLaunchFullURL})
 	}
 	claims := accessClaims{
 		Iss: s.cfg.Issuer, Sub: g.Username, Aud: []string{s.cfg.FHIRBase},
 		Exp: now.Add(life).Unix(), Iat: now.Unix(), Jti: jti, ClientID: c.ID,
-		Scope: set.String(), Patient: patient, EHRPatient: g.EHRPatient, FHIRUser: fhirUser, Family: g.Family,
+		Scope: set.String(), Patient: patient, EHRPatient: ehrPatient, FHIRUser: fhirUser, Family: g.Family,
 	}
 	at, err := s.signer.SignMAC(claims, typAccess)
 	if err != nil {
@@ -316,7 +218,7 @@ func (s *Server) issue(ctx context.Context, c *authkit.Client, g grantData, set 
 	}
 	resp.AccessToken = at
 	if set.Has("openid") && g.Username != "" {
-		idc := idClaims{Iss: s.cfg.Issuer, Sub: g.Username, Aud: c.ID, Exp: now.Add(life).Unix(), Iat: now.Unix(), AuthTime: g.AuthTime, FHIRUser: fhirUser}
+		idc := authkit.IDClaims{Iss: s.cfg.Issuer, Sub: g.Username, Aud: c.ID, Exp: now.Add(life).Unix(), Iat: now.Unix(), AuthTime: g.AuthTime, FHIRUser: fhirUser}
 		if first {
 			idc.Nonce = g.Nonce
 		}
@@ -328,68 +230,54 @@ func (s *Server) issue(ctx context.Context, c *authkit.Client, g grantData, set 
 		}
 	}
 	if grant, _ := scope.Parse(g.Scopes); c.HasGrant(authkit.GrantRefreshToken) && (grant.Has("offline_access") || grant.Has("online_access")) {
-		rt := authkit.RandomString(32)
-		rec := refreshRecord{grantData: g}
+		rec := g
 		rec.Nonce = ""
-		b, _ := json.Marshal(rec)
-		if err := s.durable.Put(ctx, bucketRefresh, authkit.Hash(rt), b, now.Add(s.cfg.Lifetimes.Refresh)); err != nil {
-			return nil, fmt.Errorf("store refresh token: %w", err)
+		if role, ref := s.ehrRef(ehrPatient); role != "" {
+			rec.EHRRole, rec.EHRRef, rec.EHRPatient = role, ref, ""
 		}
-		resp.RefreshToken = rt
+		if resp.RefreshToken, err = s.refresh.Issue(ctx, rec); err != nil {
+			return nil, err
+		}
 	}
 	return resp, nil
 }
 
-func (s *Server) revokeFamily(ctx context.Context, fam string) {
-	if fam == "" {
-		return
+// roleTrusted names Config.TrustedIssuers[i] in a stored grant.
+const roleTrusted = "trusted:"
+
+// ehrRef splits the full URL of a resource on a trusted EHR's FHIR server
+// into the EHR's role and the relative reference; role is "" for a URL on
+// no trusted EHR's server.
+func (s *Server) ehrRef(full string) (role, ref string) {
+	for i, t := range s.cfg.TrustedIssuers {
+		if t.FHIRBase == "" {
+			continue
+		}
+		if rel, ok := strings.CutPrefix(full, strings.TrimSuffix(t.FHIRBase, "/")+"/"); ok && rel != "" {
+			return roleTrusted + strconv.Itoa(i), rel
+		}
 	}
-	exp := s.cfg.Now().Add(max(s.cfg.Lifetimes.Refresh, s.cfg.Lifetimes.Access))
-	s.revMu.Lock()
-	s.revokedFam[fam] = exp
-	s.revMu.Unlock()
-	if err := s.durable.Put(ctx, bucketRevokedFam, fam, []byte{1}, exp); err != nil {
-		s.logError(ctx, "persist family revocation", err)
-	}
+	return "", ""
 }
 
-func (s *Server) revokeJTI(ctx context.Context, jti string, exp time.Time) {
-	if jti == "" {
-		return
+// ehrPatientURL is the EHR patient's full URL under the trusted EHR's
+// current FHIR base.
+func (s *Server) ehrPatientURL(g grantData) string {
+	if g.EHRRole == "" {
+		return g.EHRPatient
 	}
-	s.revMu.Lock()
-	s.revokedJTI[jti] = exp
-	s.revMu.Unlock()
-	if err := s.durable.Put(ctx, bucketRevokedJTI, jti, []byte{1}, exp); err != nil {
-		s.logError(ctx, "persist revocation", err)
+	i, err := strconv.Atoi(strings.TrimPrefix(g.EHRRole, roleTrusted))
+	if err != nil || !strings.HasPrefix(g.EHRRole, roleTrusted) || i < 0 || i >= len(s.cfg.TrustedIssuers) {
+		return ""
 	}
-}
-
-func (s *Server) familyRevoked(fam string) bool {
-	if fam == "" {
-		return false
-	}
-	s.revMu.RLock()
-	defer s.revMu.RUnlock()
-	_, ok := s.revokedFam[fam]
-	return ok
-}
-
-func (s *Server) revoked(jti, fam string) bool {
-	s.revMu.RLock()
-	defer s.revMu.RUnlock()
-	if _, ok := s.revokedJTI[jti]; ok {
-		return true
-	}
-	_, ok := s.revokedFam[fam]
-	return fam != "" && ok
+	return strings.TrimSuffix(s.cfg.TrustedIssuers[i].FHIRBase, "/") + "/" + g.EHRRef
 }
 
 // ErrInvalidToken is what VerifyAccess returns for any bearer that is not a
 // live OtherAS access token for the Other FHIR server.
 var ErrInvalidToken = errors.New("invalid access token")
 
-// VerifyAccess checks a bearer token for the Other FHIR API: an RS256
+// VerifyAccess checks a bearer token for the Other FHIR API: an HS256
 // at+jwt from this issuer, aud = FHIRBase, not expired, not revoked. EHR
 // access tokens, id_tokens, launch-tokens and refresh tokens are refused.
 func (s *Server) VerifyAccess(ctx context.Context, bearer string) (*authkit.Access, error) {
@@ -409,7 +297,7 @@ func (s *Server) parseAccess(bearer string) (*authkit.Access, *accessClaims, err
 	if c.Iss != s.cfg.Issuer || !slices.Contains(c.Aud, s.cfg.FHIRBase) || c.Jti == "" || c.Exp == 0 {
 		return nil, nil, ErrInvalidToken
 	}
-	if !s.cfg.Now().Before(timeUnix(c.Exp)) || s.revoked(c.Jti, c.Family) {
+	if !s.cfg.Now().Before(timeUnix(c.Exp)) || s.revocations.Revoked(c.Jti, c.Family) {
 		return nil, nil, ErrInvalidToken
 	}
 	set, err := scope.Parse(c.Scope)
@@ -429,26 +317,13 @@ var inactive = map[string]any{"active": false}
 // client, authenticated as at the token endpoint, about its own tokens.
 func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		authkit.WriteError(w, authkit.ErrInvalidRequest.With("use POST"), false)
-		return
-	}
-	form, err := authkit.ParseForm(r, false)
-	if err != nil {
-		authkit.WriteError(w, err, false)
+	form, ok := authkit.ReadPost(w, r)
+	if !ok {
 		return
 	}
 	who, err := s.auth.Authenticate(ctx, r, form, true)
 	if err != nil {
-		if e := authkit.AsError(err); e.Code == authkit.ErrInvalidRequest.Code {
-			authkit.WriteError(w, err, who.Basic)
-			return
-		}
-		if !who.Basic {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="introspect"`)
-		}
-		authkit.WriteError(w, authkit.ErrInvalidClient.With("authentication required"), who.Basic)
+		authkit.WriteIntrospectAuthError(w, err, who.Basic)
 		return
 	}
 	tok := form.Get("token")
@@ -484,19 +359,7 @@ func (s *Server) introspect(ctx context.Context, clientID, tok string) map[strin
 		}
 		return out
 	}
-	b, err := s.durable.Get(ctx, bucketRefresh, authkit.Hash(tok))
-	if err != nil {
-		return inactive
-	}
-	var rec refreshRecord
-	if json.Unmarshal(b, &rec) != nil || rec.Used || s.familyRevoked(rec.Family) || rec.ClientID != clientID {
-		return inactive
-	}
-	out := map[string]any{"active": true, "token_type": "refresh_token", "client_id": rec.ClientID, "scope": rec.Scopes, "iss": s.cfg.Issuer}
-	if rec.Username != "" {
-		out["sub"] = rec.Username
-	}
-	return out
+	return s.refresh.Introspect(ctx, tok, clientID, s.cfg.Issuer)
 }
 
 // handleRevoke is RFC 7009 for access and refresh tokens; revoking a
@@ -504,19 +367,8 @@ func (s *Server) introspect(ctx context.Context, clientID, tok string) map[strin
 // nothing revoked.
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		authkit.WriteError(w, authkit.ErrInvalidRequest.With("use POST"), false)
-		return
-	}
-	form, err := authkit.ParseForm(r, false)
-	if err != nil {
-		authkit.WriteError(w, err, false)
-		return
-	}
-	who, err := s.auth.Authenticate(ctx, r, form, false)
-	if err != nil {
-		authkit.WriteError(w, err, who.Basic)
+	who, form, ok := authkit.ReadClientRequest(w, r, s.auth, false)
+	if !ok {
 		return
 	}
 	tok := form.Get("token")
@@ -526,14 +378,10 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	if a, _, err := s.parseAccess(tok); err == nil {
 		if a.ClientID == who.Client.ID {
-			s.revokeJTI(ctx, a.TokenID, a.Expires)
+			s.revocations.RevokeJTI(ctx, a.TokenID, a.Expires)
 		}
-	} else if b, err := s.durable.Get(ctx, bucketRefresh, authkit.Hash(tok)); err == nil {
-		var rec refreshRecord
-		if json.Unmarshal(b, &rec) == nil && rec.ClientID == who.Client.ID {
-			s.revokeFamily(ctx, rec.Family)
-			_ = s.durable.Delete(ctx, bucketRefresh, authkit.Hash(tok))
-		}
+	} else {
+		s.refresh.Revoke(ctx, tok, who.Client.ID)
 	}
 	authkit.NoStore(w)
 	w.WriteHeader(http.StatusOK)

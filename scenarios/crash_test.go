@@ -5,14 +5,12 @@ import (
 	"database/sql"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -43,10 +41,10 @@ func TestCrashDuringLoad(t *testing.T) {
 	}
 	data := filepath.Join(tmp, "data")
 
-	// Both runs listen on the same ports, as `sim serve --data` with its
-	// default port does: tokens name their servers by URL.
-	port := freePorts(t)
-	srv, rd := startServe(t, bin, data, port)
+	// Each run listens on ephemeral ports (--port 0), so the restart
+	// serves every origin on a new port: refresh families name their
+	// servers by role, and refreshed tokens are for the current URLs.
+	srv, rd := startServe(t, bin, data)
 
 	// Tokens issued before the load: one of them is rotated now, so only
 	// its successor may work after the restart.
@@ -99,7 +97,10 @@ func TestCrashDuringLoad(t *testing.T) {
 		integrityCheck(t, filepath.Join(data, f))
 	}
 
-	srv2, rd2 := startServe(t, bin, data, port)
+	srv2, rd2 := startServe(t, bin, data)
+	if rd2.EHRFHIR == rd.EHRFHIR {
+		t.Fatalf("the restart serves the EHR at the same URL %s: the test needs other ports", rd.EHRFHIR)
+	}
 	defer func() {
 		_ = srv2.Process.Signal(syscall.SIGTERM)
 		_ = srv2.Wait()
@@ -131,11 +132,12 @@ func TestCrashDuringLoad(t *testing.T) {
 	t.Logf("%d refresh tokens survived the kill", len(tokens))
 }
 
-// startServe starts `sim serve --data dir` and waits for its ready-file.
-func startServe(t *testing.T, bin, dir string, port int) (*exec.Cmd, Ready) {
+// startServe starts `sim serve --data dir --port 0` and waits for its
+// ready-file.
+func startServe(t *testing.T, bin, dir string) (*exec.Cmd, Ready) {
 	t.Helper()
 	readyFile := filepath.Join(t.TempDir(), "ready.json")
-	cmd := exec.Command(bin, "serve", "--data", dir, "--port", strconv.Itoa(port), "--ready-file", readyFile, "--log-level", "error")
+	cmd := exec.Command(bin, "serve", "--data", dir, "--port", "0", "--ready-file", readyFile, "--log-level", "error")
 	var stderr strings.Builder
 	cmd.Stdout = io.Discard
 	cmd.Stderr = &stderr
@@ -157,36 +159,6 @@ func startServe(t *testing.T, bin, dir string, port int) (*exec.Cmd, Ready) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// freePorts finds a port P on 127.0.0.1 with P, P+1 and P+2 free.
-func freePorts(t *testing.T) int {
-	t.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := ln.Addr().(*net.TCPAddr).Port
-		lns := []net.Listener{ln}
-		ok := p+2 < 65536
-		for i := 1; ok && i < 3; i++ {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+i))
-			if err != nil {
-				ok = false
-				break
-			}
-			lns = append(lns, l)
-		}
-		for _, l := range lns {
-			l.Close()
-		}
-		if ok {
-			return p
-		}
-	}
-	t.Fatal("no three consecutive free ports")
-	return 0
 }
 
 // refresh redeems rt at the EHR AS the target's discovery names.

@@ -6,6 +6,16 @@
 // (in memory or in SQLite), and Access, the grant a verified access token
 // carries to a resource server.
 //
+// It also holds the OAuth mechanisms both ASes run the same way, each
+// server keeping its own policy (what it grants, its pages, its context):
+// Sessions (sign-in cookie and store), PendingRequests (authorization
+// requests between pages, bound to the browser and CSRF-checked),
+// ReadAuthorize (the checks every authorization request passes), Codes
+// (single-use codes with a replay marker), RefreshFamilies and
+// Revocations (rotation, reuse revokes the family, persisted
+// revocations), TokenEndpoint (grant dispatch and RFC 6749 §5 answers),
+// and Metadata (the common discovery documents).
+//
 // It sits below ehr and otheras and imports neither; the conformance
 // sub-package holds the OAuth invariants both must meet.
 package authkit

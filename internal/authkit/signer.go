@@ -48,8 +48,10 @@ func (k *signingKey) signerFor(typ string) (jose.Signer, error) {
 	return sig, nil
 }
 
-// Signer signs JWTs with RS256 under a kid and publishes the public keys.
-// Keys persist in a Store so tokens survive restarts; Rotate makes a new
+// Signer signs JWTs: with RS256 under a kid whose public key it
+// publishes (Sign: id_tokens, launch-tokens), or with HS256 under a secret
+// key that is never published (SignMAC: access tokens, which only their
+// issuer checks). Keys persist in a Store so tokens survive restarts; Rotate makes a new
 // key active and keeps the old ones published until the tokens they signed
 // have expired.
 type Signer struct {

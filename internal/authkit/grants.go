@@ -1,0 +1,311 @@
+package authkit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/smart-sim/sim/internal/scope"
+)
+
+// Codes issues authorization codes and redeems each once (RFC 6749
+// §4.1.2). Only a code's hash is stored.
+type Codes struct {
+	Store Store
+	Life  time.Duration // how long a code may be redeemed
+	Now   func() time.Time
+}
+
+const (
+	codeBucket     = "code"
+	usedCodeBucket = "used_code"
+)
+
+// ErrCodeUsed is what Redeem answers for an unknown, expired or replayed
+// code.
+var ErrCodeUsed = ErrInvalidGrant.With("code is invalid, expired or already used")
+
+// Issue stores rec (marshalled to JSON) under a new code.
+func (c *Codes) Issue(ctx context.Context, rec any) (string, error) {
+	code := RandomString(32)
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return "", fmt.Errorf("encode code: %w", err)
+	}
+	if err := c.Store.Put(ctx, codeBucket, Hash(code), b, c.Now().Add(c.Life)); err != nil {
+		return "", fmt.Errorf("store code: %w", err)
+	}
+	return code, nil
+}
+
+// Redeem takes code once and decodes what it stands for into rec. marker
+// names what this use will issue; it is written before the code is
+// taken and kept until markerUntil, so that a replay, even one racing
+// this use, finds it: Redeem then calls onReplay with the first use's
+// marker (to revoke what it issued) and answers ErrCodeUsed.
+func (c *Codes) Redeem(ctx context.Context, code string, rec, marker any, markerUntil time.Time, onReplay func(first []byte)) error {
+	key := Hash(code)
+	mb, err := json.Marshal(marker)
+	if err != nil {
+		return fmt.Errorf("encode code marker: %w", err)
+	}
+	if err := c.Store.Add(ctx, usedCodeBucket, key, mb, markerUntil); err != nil {
+		if !errors.Is(err, ErrExists) {
+			return fmt.Errorf("record code use: %w", err)
+		}
+		if first, err := c.Store.Get(ctx, usedCodeBucket, key); err == nil && onReplay != nil {
+			onReplay(first)
+		}
+		return ErrCodeUsed
+	}
+	b, err := c.Store.Take(ctx, codeBucket, key)
+	if err != nil {
+		// Unknown or expired: nothing was issued, forget the marker.
+		_ = c.Store.Delete(ctx, usedCodeBucket, key)
+		return ErrCodeUsed
+	}
+	if err := json.Unmarshal(b, rec); err != nil {
+		return fmt.Errorf("decode code: %w", err)
+	}
+	return nil
+}
+
+// Revocations are the revoked access-token ids and refresh families of a
+// server: in memory for the hot verification path, persisted in Store so
+// that they survive a restart.
+type Revocations struct {
+	Store     Store
+	FamilyTTL time.Duration // how long a revoked family is remembered
+	Now       func() time.Time
+	Logger    *slog.Logger // nil: discard
+
+	mu       sync.RWMutex
+	jti, fam map[string]time.Time
+}
+
+const (
+	revokedJTIBucket = "revoked_jti"
+	revokedFamBucket = "revoked_family"
+)
+
+// Load reads the persisted revocations; call it once before use.
+func (v *Revocations) Load(ctx context.Context) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.jti, v.fam = map[string]time.Time{}, map[string]time.Time{}
+	for bucket, m := range map[string]map[string]time.Time{revokedJTIBucket: v.jti, revokedFamBucket: v.fam} {
+		items, err := v.Store.List(ctx, bucket)
+		if err != nil {
+			return fmt.Errorf("load revocations: %w", err)
+		}
+		for _, it := range items {
+			m[it.Key] = it.Expires
+		}
+	}
+	return nil
+}
+
+func (v *Revocations) logError(ctx context.Context, msg string, err error) {
+	if v.Logger != nil {
+		v.Logger.ErrorContext(ctx, msg, "err", err)
+	}
+}
+
+// RevokeFamily revokes every token of a refresh family ("" is none).
+func (v *Revocations) RevokeFamily(ctx context.Context, fam string) {
+	if fam == "" {
+		return
+	}
+	exp := v.Now().Add(v.FamilyTTL)
+	v.mu.Lock()
+	v.fam[fam] = exp
+	v.mu.Unlock()
+	if err := v.Store.Put(ctx, revokedFamBucket, fam, []byte{1}, exp); err != nil {
+		v.logError(ctx, "persist family revocation", err)
+	}
+}
+
+// RevokeJTI revokes one token until exp (when it expires anyway).
+func (v *Revocations) RevokeJTI(ctx context.Context, jti string, exp time.Time) {
+	if jti == "" {
+		return
+	}
+	v.mu.Lock()
+	v.jti[jti] = exp
+	v.mu.Unlock()
+	if err := v.Store.Put(ctx, revokedJTIBucket, jti, []byte{1}, exp); err != nil {
+		v.logError(ctx, "persist revocation", err)
+	}
+}
+
+// FamilyRevoked reports a revoked refresh family.
+func (v *Revocations) FamilyRevoked(fam string) bool {
+	if fam == "" {
+		return false
+	}
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	_, ok := v.fam[fam]
+	return ok
+}
+
+// Revoked reports a token revoked by its id or its family.
+func (v *Revocations) Revoked(jti, fam string) bool {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	if _, ok := v.jti[jti]; ok {
+		return true
+	}
+	_, ok := v.fam[fam]
+	return fam != "" && ok
+}
+
+// RefreshFamilies stores refresh tokens (by hash) with rotation (RFC 6749
+// §6, RFC 9700 §4.14.2): a token is used once and its successor belongs
+// to the same family; a second use of a rotated token revokes the family.
+// A record is any JSON object with the fields of RefreshHeader at its top
+// level.
+type RefreshFamilies struct {
+	Store       Store
+	Revocations *Revocations
+	Life        time.Duration
+	Now         func() time.Time
+}
+
+// RefreshHeader are the fields of a refresh record RefreshFamilies reads.
+type RefreshHeader struct {
+	ClientID string `json:"client_id"`
+	Username string `json:"username,omitempty"`
+	Scopes   string `json:"scopes"`
+	Family   string `json:"family,omitempty"`
+	Used     bool   `json:"used,omitempty"`
+}
+
+const refreshBucket = "refresh"
+
+// Issue stores rec under a new refresh token.
+func (f *RefreshFamilies) Issue(ctx context.Context, rec any) (string, error) {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return "", fmt.Errorf("encode refresh token: %w", err)
+	}
+	rt := RandomString(32)
+	if err := f.Store.Put(ctx, refreshBucket, Hash(rt), b, f.Now().Add(f.Life)); err != nil {
+		return "", fmt.Errorf("store refresh token: %w", err)
+	}
+	return rt, nil
+}
+
+// Refresh is a refresh token being redeemed.
+type Refresh struct {
+	RefreshHeader
+	Record []byte // the stored record, for the caller to decode
+	f      *RefreshFamilies
+	key    string
+}
+
+// Redeem looks tok up for clientID: an unknown, expired or revoked
+// token, another client's, or one used before (which revokes its
+// family) is invalid_grant. Nothing changes until Rotate.
+func (f *RefreshFamilies) Redeem(ctx context.Context, tok, clientID string) (*Refresh, error) {
+	key := Hash(tok)
+	b, err := f.Store.Get(ctx, refreshBucket, key)
+	if err != nil {
+		return nil, ErrInvalidGrant.With("refresh token is invalid or expired")
+	}
+	r := &Refresh{Record: b, f: f, key: key}
+	if err := json.Unmarshal(b, &r.RefreshHeader); err != nil {
+		return nil, fmt.Errorf("decode refresh token: %w", err)
+	}
+	if r.ClientID != clientID {
+		return nil, ErrInvalidGrant.With("refresh token was issued to another client")
+	}
+	if f.Revocations.FamilyRevoked(r.Family) {
+		return nil, ErrInvalidGrant.With("refresh token was revoked")
+	}
+	if r.Used {
+		// Reuse of a rotated token: someone else has it.
+		f.Revocations.RevokeFamily(ctx, r.Family)
+		return nil, ErrInvalidGrant.With("refresh token was already used")
+	}
+	return r, nil
+}
+
+// Rotate marks the token used (compare-and-swap): when another request
+// used it first, the family is revoked.
+func (r *Refresh) Rotate(ctx context.Context) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(r.Record, &m); err != nil {
+		return fmt.Errorf("decode refresh token: %w", err)
+	}
+	m["used"] = json.RawMessage("true")
+	nb, _ := json.Marshal(m)
+	if err := r.f.Store.Swap(ctx, refreshBucket, r.key, r.Record, nb, r.f.Now().Add(r.f.Life)); err != nil {
+		if errors.Is(err, ErrConflict) {
+			r.f.Revocations.RevokeFamily(ctx, r.Family)
+			return ErrInvalidGrant.With("refresh token was already used")
+		}
+		return ErrInvalidGrant.With("refresh token is invalid or expired")
+	}
+	return nil
+}
+
+// Active returns the header of a live refresh token of clientID.
+func (f *RefreshFamilies) Active(ctx context.Context, tok, clientID string) (RefreshHeader, bool) {
+	var h RefreshHeader
+	b, err := f.Store.Get(ctx, refreshBucket, Hash(tok))
+	if err != nil || json.Unmarshal(b, &h) != nil || h.Used || f.Revocations.FamilyRevoked(h.Family) || h.ClientID != clientID {
+		return RefreshHeader{}, false
+	}
+	return h, true
+}
+
+// Introspect is RFC 7662's answer about a refresh token: active only for
+// its own client.
+func (f *RefreshFamilies) Introspect(ctx context.Context, tok, clientID, issuer string) map[string]any {
+	h, ok := f.Active(ctx, tok, clientID)
+	if !ok {
+		return map[string]any{"active": false}
+	}
+	out := map[string]any{"active": true, "token_type": "refresh_token", "client_id": h.ClientID, "scope": h.Scopes, "iss": issuer}
+	if h.Username != "" {
+		out["sub"] = h.Username
+	}
+	return out
+}
+
+// Revoke is RFC 7009 for a refresh token of clientID: its family is
+// revoked and the token forgotten. Another client's token is left alone.
+func (f *RefreshFamilies) Revoke(ctx context.Context, tok, clientID string) {
+	b, err := f.Store.Get(ctx, refreshBucket, Hash(tok))
+	if err != nil {
+		return
+	}
+	var h RefreshHeader
+	if json.Unmarshal(b, &h) == nil && h.ClientID == clientID {
+		f.Revocations.RevokeFamily(ctx, h.Family)
+		_ = f.Store.Delete(ctx, refreshBucket, Hash(tok))
+	}
+}
+
+// DownScope is the scope of a refreshed access token: the grant's, or
+// the asked subset of it (RFC 6749 §6); more than the grant is
+// invalid_scope.
+func DownScope(grant, asked string) (scope.Set, error) {
+	granted, _ := scope.Parse(grant)
+	if asked == "" {
+		return granted, nil
+	}
+	set, err := scope.Parse(asked)
+	if err != nil {
+		return nil, ErrInvalidScope.With("scope is malformed")
+	}
+	if !set.Subset(granted) {
+		return nil, ErrInvalidScope.With("scope exceeds the original grant")
+	}
+	return set, nil
+}
