@@ -146,6 +146,9 @@ type Config struct {
 	Now                     func() time.Time
 	Logger                  *slog.Logger
 	HTTPClient              *http.Client
+	// FrameAncestors are the origins that may show the sign-in and consent
+	// pages in a frame (the EHR that embeds apps); empty: none.
+	FrameAncestors []string
 }
 
 func (c *Config) normalize() error {

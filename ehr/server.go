@@ -84,7 +84,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 
 func (s *Server) init(ctx context.Context) error {
 	var err error
-	if s.pages, err = ui.Load(nil); err != nil {
+	if s.pages, err = ui.Load(nil); err == nil {
+		s.pages.FrameAncestors = s.cfg.FrameAncestors
+	}
+	if err != nil {
 		return err
 	}
 	if s.signer, err = authkit.NewSigner(ctx, s.durable, s.cfg.Now); err != nil {

@@ -108,6 +108,9 @@ type Config struct {
 	// recorded twice).
 	HTTPClient *http.Client
 	Trace      *trace.Recorder
+	// FrameAncestors are the origins that may show the sign-in and consent
+	// pages in a frame (the EHR that embeds apps); empty: none.
+	FrameAncestors []string
 }
 
 func (c *Config) normalize() error {

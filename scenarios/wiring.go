@@ -139,6 +139,9 @@ func (r *Running) startOtherAS(ctx context.Context, w *World, orgName, otherOrig
 		Logger:              opt.Logger.With("server", "otheras"),
 		HTTPClient:          outbound,
 		Trace:               r.Trace,
+		// The simulated EHR embeds apps; their second authorization runs
+		// inside its frame too.
+		FrameAncestors: []string{r.ready.Console},
 	})
 	if err != nil {
 		return fmt.Errorf("start Other authorization server: %w", err)

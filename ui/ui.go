@@ -36,6 +36,10 @@ var required = []string{PageLogin, PagePicker, PageConsent, PageError}
 // Templates holds the parsed pages.
 type Templates struct {
 	pages map[string]*template.Template
+	// FrameAncestors are the origins allowed to show the pages in a frame
+	// (an EHR that embeds apps, whose authorization then runs inside its
+	// frame). Empty: no framing at all.
+	FrameAncestors []string
 }
 
 // Load parses every page (each with layout.html) once from fsys (nil: the
@@ -149,8 +153,13 @@ func (t *Templates) Render(w http.ResponseWriter, status int, page string, data 
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
+	if len(t.FrameAncestors) == 0 {
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
+	} else {
+		// X-Frame-Options cannot name another origin; CSP alone decides.
+		h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'self' "+strings.Join(t.FrameAncestors, " "))
+	}
 	h.Set("Referrer-Policy", "no-referrer")
 	w.WriteHeader(status)
 	_, err := w.Write(buf.Bytes())

@@ -35,3 +35,22 @@ func TestLoadFailsOnMissingPage(t *testing.T) {
 		t.Fatal("Load succeeded without pages")
 	}
 }
+
+func TestRenderFramingPolicy(t *testing.T) {
+	tm, err := Load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := ErrorPage{Heading: "h", Message: "m"}
+	rec := httptest.NewRecorder()
+	tm.Render(rec, 400, PageError, page)
+	if rec.Header().Get("X-Frame-Options") != "DENY" || !strings.Contains(rec.Header().Get("Content-Security-Policy"), "frame-ancestors 'none'") {
+		t.Fatalf("default framing headers: %v", rec.Header())
+	}
+	tm.FrameAncestors = []string{"http://127.0.0.1:9402"}
+	rec = httptest.NewRecorder()
+	tm.Render(rec, 400, PageError, page)
+	if rec.Header().Get("X-Frame-Options") != "" || !strings.Contains(rec.Header().Get("Content-Security-Policy"), "frame-ancestors 'self' http://127.0.0.1:9402") {
+		t.Fatalf("framing by the EHR: %v", rec.Header())
+	}
+}
