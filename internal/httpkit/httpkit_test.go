@@ -1,10 +1,15 @@
 package httpkit_test
 
 import (
+	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,4 +68,47 @@ func TestServeGracefulAndMiddleware(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve did not return after cancel")
 	}
+}
+
+// TestWrapRequestIDsAndAccessLog: every request gets its own ID, and the
+// debug access log names the path but never the query.
+func TestWrapRequestIDsAndAccessLog(t *testing.T) {
+	var mu sync.Mutex
+	var logged bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&lockedWriter{mu: &mu, w: &logged}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ids := map[string]bool{}
+	srv := httptest.NewServer(httpkit.Wrap("t", logger, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		ids[httpkit.RequestID(r.Context())] = true
+		mu.Unlock()
+		w.WriteHeader(http.StatusTeapot)
+	})))
+	defer srv.Close()
+	for range 20 {
+		resp, err := http.Get(srv.URL + "/ok?code=secret-code-value")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ids) != 20 || ids[""] {
+		t.Fatalf("%d distinct request ids for 20 requests: %v", len(ids), ids)
+	}
+	out := logged.String()
+	if strings.Count(out, "path=/ok") != 20 || !strings.Contains(out, "status=418") || strings.Contains(out, "secret-code-value") {
+		t.Fatalf("access log:\n%s", out)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }

@@ -6,4 +6,9 @@
 // Events never carry secrets: whoever records an exchange redacts tokens,
 // codes, secrets and assertions first (Redact helps); JWT claims may be kept
 // decoded.
+//
+// Recording is meant to stay on under load: a JSON body without a secret
+// member at its top level (a FHIR resource) is kept as sent, without being
+// decoded; the claims of a bearer token seen again are not decoded again;
+// and a flow keeps at most its newest 1000 events.
 package trace

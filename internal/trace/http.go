@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -101,6 +100,7 @@ func (r *Recorder) Middleware(to Party, from func(*http.Request) Party, next htt
 			sender = from(req)
 		}
 		cw := &captureWriter{ResponseWriter: w}
+		defer cw.release()
 		start := time.Now()
 		next.ServeHTTP(cw, req.WithContext(ctx))
 		slot.mu.Lock()
@@ -116,7 +116,7 @@ func (r *Recorder) Middleware(to Party, from func(*http.Request) Party, next htt
 			Duration: time.Since(start), Label: label(req.Method, req.URL),
 			Error:    status >= 400,
 			Request:  message(req.Header, reqBody),
-			Response: message(cw.Header(), cw.body.Bytes()),
+			Response: message(cw.Header(), cw.captured()),
 		})
 	})
 }
@@ -139,11 +139,15 @@ type readCloser struct {
 	io.Closer
 }
 
+// bufPool holds response capture buffers: the bytes are copied into the
+// event's (redacted) body, so the buffer itself is reused.
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
 // captureWriter keeps the status and the first bytes of a textual body.
 type captureWriter struct {
 	http.ResponseWriter
 	status int
-	body   bytes.Buffer
+	body   *bytes.Buffer // from bufPool, only once a textual body is written
 	skip   bool
 }
 
@@ -159,10 +163,32 @@ func (w *captureWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
-	if !w.skip && w.body.Len() < maxCapture {
-		w.body.Write(b[:min(len(b), maxCapture-w.body.Len())])
+	if !w.skip && len(b) > 0 {
+		if w.body == nil {
+			w.body = bufPool.Get().(*bytes.Buffer)
+		}
+		if n := maxCapture - w.body.Len(); n > 0 {
+			w.body.Write(b[:min(len(b), n)])
+		}
 	}
 	return w.ResponseWriter.Write(b)
+}
+
+// captured is the body kept so far; valid until release.
+func (w *captureWriter) captured() []byte {
+	if w.body == nil {
+		return nil
+	}
+	return w.body.Bytes()
+}
+
+// release returns the capture buffer to the pool.
+func (w *captureWriter) release() {
+	if w.body != nil && w.body.Cap() <= 4*maxCapture {
+		w.body.Reset()
+		bufPool.Put(w.body)
+	}
+	w.body = nil
 }
 
 func (w *captureWriter) Flush() {
@@ -176,11 +202,26 @@ func (w *captureWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // textual reports a form or JSON content type (bodies worth showing; HTML
 // pages and binaries are not kept).
 func textual(ct string) bool {
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil {
-		return false
-	}
+	mt := mediaType(ct)
 	return mt == "application/x-www-form-urlencoded" || mt == "application/json" || strings.HasSuffix(mt, "+json")
+}
+
+// mediaType is the lower-cased type/subtype of a Content-Type value, or ""
+// when there is none. Unlike mime.ParseMediaType it does not parse (or
+// allocate for) the parameters: only the media type decides how a body is
+// recorded, and every recorded body is redacted whatever its type.
+func mediaType(ct string) string {
+	mt, _, _ := strings.Cut(ct, ";")
+	mt = strings.TrimSpace(mt)
+	if strings.Count(mt, "/") != 1 || strings.ContainsAny(mt, " \t\"()<>@,:[]?=") {
+		return ""
+	}
+	for i := 0; i < len(mt); i++ {
+		if c := mt[i]; 'A' <= c && c <= 'Z' {
+			return strings.ToLower(mt)
+		}
+	}
+	return mt
 }
 
 // Transport records each outbound request from party from to party to(u)
@@ -312,9 +353,10 @@ func redactValues(q url.Values, claims map[string]any) {
 	}
 }
 
-// message builds a redacted Message from headers and a captured body.
+// message builds a redacted Message from headers and a captured body (which
+// it copies: body may be reused afterwards).
 func message(h http.Header, body []byte) *Message {
-	m := &Message{Headers: map[string]string{}, Claims: map[string]any{}}
+	m := &Message{}
 	for _, k := range keptHeaders {
 		v := h.Get(k)
 		if v == "" {
@@ -323,8 +365,8 @@ func message(h http.Header, body []byte) *Message {
 		switch k {
 		case "Authorization":
 			scheme, cred, _ := strings.Cut(v, " ")
-			if c := JWTClaims(strings.TrimSpace(cred)); c != nil {
-				m.Claims["Authorization"] = c
+			if c := bearerClaims.get(strings.TrimSpace(cred)); c != nil {
+				m.claim("Authorization", c)
 			}
 			v = scheme + " " + Redacted
 		case "Location":
@@ -334,16 +376,13 @@ func message(h http.Header, body []byte) *Message {
 				v = Redacted
 			}
 		}
+		if m.Headers == nil {
+			m.Headers = make(map[string]string, 2)
+		}
 		m.Headers[k] = v
 	}
 	if len(body) > 0 {
-		m.Body = redactBody(h.Get("Content-Type"), body, m.Claims)
-	}
-	if len(m.Headers) == 0 {
-		m.Headers = nil
-	}
-	if len(m.Claims) == 0 {
-		m.Claims = nil
+		m.Body = redactBody(h.Get("Content-Type"), body, m)
 	}
 	if m.Headers == nil && m.Claims == nil && m.Body == "" {
 		return nil
@@ -351,21 +390,37 @@ func message(h http.Header, body []byte) *Message {
 	return m
 }
 
-// redactBody redacts a form or JSON body; anything else is dropped.
-func redactBody(ct string, body []byte, claims map[string]any) string {
-	mt, _, _ := mime.ParseMediaType(ct)
-	if mt == "application/x-www-form-urlencoded" {
+// claim records decoded JWT claims under name.
+func (m *Message) claim(name string, c map[string]any) {
+	if m.Claims == nil {
+		m.Claims = map[string]any{}
+	}
+	m.Claims[name] = c
+}
+
+// redactBody redacts a form or JSON body; anything else is dropped. A JSON
+// object none of whose top-level names is secret (a FHIR resource, a
+// discovery document) is kept as sent, without decoding it.
+func redactBody(ct string, body []byte, m *Message) string {
+	if mediaType(ct) == "application/x-www-form-urlencoded" {
 		q, err := url.ParseQuery(string(body))
 		if err != nil {
 			return Redacted
 		}
+		claims := map[string]any{}
 		redactValues(q, claims)
+		for k, c := range claims {
+			m.claim(k, c.(map[string]any))
+		}
 		return q.Encode()
+	}
+	if i := skipSpace(body, 0); i < len(body) && body[i] == '{' && !secretTopLevel(body) {
+		return string(body)
 	}
 	var obj map[string]any
 	if json.Unmarshal(body, &obj) != nil {
 		if json.Valid(body) {
-			return string(body) // arrays, FHIR resources without secrets at top level
+			return string(body) // an array or another non-object
 		}
 		return ""
 	}
@@ -375,7 +430,7 @@ func redactBody(ct string, body []byte, claims map[string]any) string {
 		}
 		if s, ok := v.(string); ok {
 			if c := JWTClaims(s); c != nil {
-				claims[k] = c
+				m.claim(k, c)
 			}
 		}
 		obj[k] = Redacted
@@ -385,6 +440,67 @@ func redactBody(ct string, body []byte, claims map[string]any) string {
 		return ""
 	}
 	return string(b)
+}
+
+// secretTopLevel reports whether body may be a JSON object with a secret
+// member (a name in secretParams) at its top level, the members redactBody
+// redacts, scanning without decoding. It does not rely on body being valid
+// JSON: every string directly inside the outer object, name or value, is
+// compared, and a string written with escapes (it might decode to a secret
+// name), an unterminated object or string, or anything after the object
+// reports true, so that the caller takes the decoding path, which is always
+// safe. A body that is not an object reports false (redactBody keeps
+// those only if they are valid JSON).
+func secretTopLevel(body []byte) bool {
+	i := skipSpace(body, 0)
+	if i >= len(body) || body[i] != '{' {
+		return false
+	}
+	depth := 0 // body[i] is the outer '{'; the loop counts it
+	for ; i < len(body); i++ {
+		switch body[i] {
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				return skipSpace(body, i+1) != len(body)
+			}
+		case '"':
+			end, escaped := scanString(body, i+1)
+			if end < 0 {
+				return true
+			}
+			if depth == 1 && (escaped || secretParams[string(body[i+1:end])]) {
+				return true
+			}
+			i = end
+		}
+	}
+	return true // the object never closed
+}
+
+// scanString returns the index of the quote closing the string whose
+// content starts at i, and whether it holds escapes; -1 if unterminated.
+func scanString(b []byte, i int) (int, bool) {
+	escaped := false
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			escaped = true
+			i++
+		case '"':
+			return i, escaped
+		}
+	}
+	return -1, escaped
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
 }
 
 // JWTClaims decodes the payload of a compact JWS without verifying it, or

@@ -75,7 +75,13 @@ type Flow struct {
 	Name    string    `json:"name,omitempty"`
 	Started time.Time `json:"started"`
 	Events  []Event   `json:"events"`
+	// Dropped counts the oldest events let go to keep the flow within
+	// maxEvents.
+	Dropped int `json:"dropped,omitempty"`
 }
+
+// maxEvents bounds the events kept per flow.
+const maxEvents = 1000
 
 // Recorder keeps the most recent flows in memory. It is safe for
 // concurrent use. The zero value is not usable; call NewRecorder.
@@ -125,6 +131,14 @@ func (r *Recorder) Add(e Event) {
 			delete(r.flows, r.order[0])
 			r.order = r.order[1:]
 		}
+	}
+	if len(f.Events) >= maxEvents {
+		// A flow nobody names (plain FHIR traffic under load) would grow
+		// without end: drop its oldest quarter.
+		n := copy(f.Events, f.Events[maxEvents/4:])
+		clear(f.Events[n:])
+		f.Events = f.Events[:n]
+		f.Dropped += maxEvents / 4
 	}
 	f.Events = append(f.Events, e)
 	for w := range r.watchers {

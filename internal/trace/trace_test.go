@@ -55,3 +55,19 @@ func TestRecorderConcurrentAddAndWatch(t *testing.T) {
 		t.Fatalf("events = %d, want 400", n)
 	}
 }
+
+// TestRecorderBoundsEventsPerFlow: a flow that keeps growing (FHIR reads
+// nobody names) keeps its newest events and counts the ones let go.
+func TestRecorderBoundsEventsPerFlow(t *testing.T) {
+	r := trace.NewRecorder(10, nil)
+	for range 2500 {
+		r.Add(trace.Event{Kind: trace.KindHTTP, From: trace.App, To: trace.EHRFHIR})
+	}
+	f, ok := r.Flow("unattributed")
+	if !ok || len(f.Events) > 1000 || len(f.Events) < 500 {
+		t.Fatalf("%d events kept, want 500–1000", len(f.Events))
+	}
+	if last := f.Events[len(f.Events)-1].Seq; last != 2500 || f.Dropped+len(f.Events) != 2500 {
+		t.Fatalf("last seq %d, dropped %d + kept %d, want 2500 in all", last, f.Dropped, len(f.Events))
+	}
+}
