@@ -56,8 +56,10 @@ func Directions() []Direction {
 			Summary: "EHR launch with launch-token, OtherAS launch with it, Patient read at both servers"},
 		{Name: DirectionB, Wired: true, steps: stepsB,
 			Summary: "EHR launch with launch-token (confidential app), RFC 8693 token exchange at OtherAS, Patient read at both servers"},
-		{Name: DirectionC, Summary: "one access token for both servers (not wired in sim load yet)"},
-		{Name: DirectionD, Summary: "authorization proxy (not wired in sim load yet)"},
+		{Name: DirectionC, Wired: true, steps: stepsC,
+			Summary: "one EHR launch with a resource per server (a world whose Other server the EHR AS governs), the one token reads both servers"},
+		{Name: DirectionD, Wired: true, steps: stepsD,
+			Summary: "EHR launch through the authorization proxy (broker), a Patient read at each server with its own token from additional_tokens"},
 		{Name: DirectionEHR, Wired: true, steps: stepsEHR,
 			Summary: "EHR launch at the EHR AS alone, Patient read at the EHR"},
 		{Name: DirectionOtherStandalone, Wired: true, steps: stepsOtherStandalone,
@@ -193,6 +195,16 @@ func load(ctx context.Context, opt LoadOptions, afterFlow func(*flowRun)) (LoadR
 	rep := LoadReport{Direction: dir.Name, Target: "in-process", Concurrency: opt.Concurrency, Errors: map[string]int{}, Endpoints: []EndpointStat{}}
 	target := opt.Target
 	if target == nil {
+		if dir.Name == DirectionC && !w.OtherGovernedByEHR() {
+			// Direction C needs the EHR AS to govern the Other server: the
+			// own world is the same world, governed so.
+			gw := *w
+			gw.Other.GovernedBy = GovernedByEHR
+			w = &gw
+		}
+		if err := directionFits(dir.Name, w.OtherGovernedByEHR(), "the world"); err != nil {
+			return rep, err
+		}
 		r, err := Start(ctx, w, Options{Logger: opt.Logger})
 		if err != nil {
 			return rep, fmt.Errorf("start the world: %w", err)
@@ -202,6 +214,11 @@ func load(ctx context.Context, opt LoadOptions, afterFlow func(*flowRun)) (LoadR
 		target = &rd
 	} else {
 		rep.Target = target.API
+		// A world whose Other server the EHR AS governs runs no OtherAS
+		// (its ready information names no other_issuer).
+		if err := directionFits(dir.Name, target.OtherIssuer == "", "the target's world"); err != nil {
+			return rep, err
+		}
 	}
 
 	// One pooled transport for every flow: connections are reused across
@@ -215,9 +232,13 @@ func load(ctx context.Context, opt LoadOptions, afterFlow func(*flowRun)) (LoadR
 		IdleConnTimeout:     90 * time.Second,
 	}
 	defer base.CloseIdleConnections()
-	tt := &timingTransport{base: base, now: opt.Now, origins: map[string]string{
+	origins := map[string]string{
 		hostOf(target.EHRFHIR): "ehr", hostOf(target.OtherFHIR): "other", hostOf(target.API): "console",
-	}}
+	}
+	if target.BrokerIssuer != "" {
+		origins[hostOf(target.BrokerIssuer)] = "broker"
+	}
+	tt := &timingTransport{base: base, now: opt.Now, origins: origins}
 	rn := &runner{sc: &Scenario{Name: "load", World: w}, ready: *target, now: opt.Now,
 		api: &http.Client{Timeout: 30 * time.Second, Transport: tt}, transport: tt}
 	view, err := rn.fetchWorld(ctx)
@@ -321,6 +342,20 @@ func load(ctx context.Context, opt LoadOptions, afterFlow func(*flowRun)) (LoadR
 	return rep, nil
 }
 
+// directionFits refuses a direction the world cannot run: C needs the EHR
+// AS to govern the Other server; A, B, D and the standalone launch at
+// OtherAS need OtherAS, which such a world does not run. what names the
+// world in the error.
+func directionFits(dir string, governed bool, what string) error {
+	switch {
+	case dir == DirectionC && !governed:
+		return fmt.Errorf("%w: direction c needs a world whose Other server the EHR AS governs (other.governed_by: ehr); %s runs OtherAS", ErrLoadInput, what)
+	case dir != DirectionC && dir != DirectionEHR && governed:
+		return fmt.Errorf("%w: direction %s needs OtherAS, and %s has the EHR AS govern the Other server (other.governed_by: ehr)", ErrLoadInput, dir, what)
+	}
+	return nil
+}
+
 // loadPlan is what every flow of a run shares: the runner, the patients
 // to launch for, the user and the apps.
 type loadPlan struct {
@@ -389,6 +424,29 @@ func stepsB(p *loadPlan) []Step {
 	}
 }
 
+// stepsC is direction C: one EHR launch with an RFC 8707 resource per
+// server; the one token reads the patient at both servers (at Other, the
+// record the EHR AS matched, named in fhirContext).
+func stepsC(p *loadPlan) []Step {
+	return []Step{
+		{Name: "ehr", EHRLaunch: &EHRLaunch{App: loadPublicApp, Resource: []string{ServerEHR, ServerOther}, User: p.userAction(),
+			Scope: "launch openid fhirUser patient/*.rs user/*.rs"}},
+		{Name: "ehr-read", Read: &Read{Server: ServerEHR, Path: "Patient/{{ehr.patient}}", Token: "ehr"}},
+		{Name: "other-read", Read: &Read{Server: ServerOther, Path: "Patient/{{patient.other_id}}", Token: "ehr"}},
+	}
+}
+
+// stepsD is direction D: one launch at the broker, which takes the user
+// through both ASes and answers with a token per server.
+func stepsD(p *loadPlan) []Step {
+	return []Step{
+		{Name: "broker", BrokerLaunch: &BrokerLaunch{App: loadPublicApp, Launch: BrokerLaunchEHR, User: p.userAction(),
+			Scope: "launch openid fhirUser patient/*.rs user/*.rs"}},
+		{Name: "ehr-read", Read: &Read{Server: ServerEHR, Path: "Patient/{{broker.patient}}", Token: "broker"}},
+		{Name: "other-read", Read: &Read{Server: ServerOther, Path: "Patient/{{broker.other_patient}}", Token: "broker"}},
+	}
+}
+
 func stepsEHR(p *loadPlan) []Step {
 	return []Step{
 		{Name: "ehr", EHRLaunch: &EHRLaunch{App: loadPublicApp, User: p.userAction(),
@@ -451,6 +509,17 @@ func loadJudge(fl *flowRun, st *Step, out *stepOut) string {
 	}
 	if st.EHRLaunch != nil && strings.Contains(st.EHRLaunch.Scope, "launch-token") && out.values["launch_token"] == "" {
 		return "no launch_token"
+	}
+	if st.BrokerLaunch != nil {
+		if e := out.values["other_error"]; e != "" {
+			return "additional_token_errors " + e
+		}
+		if out.values["other_token"] == "" {
+			return "no additional token for other"
+		}
+		if !fl.samePerson(ServerOther, out.values["other_patient"]) {
+			return "wrong or no patient at other"
+		}
 	}
 	return ""
 }

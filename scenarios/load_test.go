@@ -59,12 +59,17 @@ func TestLoadSmoke(t *testing.T) {
 	}
 }
 
-// TestLoadDirections runs each other wired direction briefly.
+// TestLoadDirections runs each other direction briefly against a world
+// OtherAS governs (direction C has its own test: it needs another world).
 func TestLoadDirections(t *testing.T) {
 	r := sharedWorld(t)
 	rd := r.Ready()
 	for _, d := range scenarios.Directions() {
-		if !d.Wired || d.Name == scenarios.DirectionA {
+		if !d.Wired {
+			t.Errorf("direction %s is not wired", d.Name)
+			continue
+		}
+		if d.Name == scenarios.DirectionA || d.Name == scenarios.DirectionC {
 			continue
 		}
 		t.Run(d.Name, func(t *testing.T) {
@@ -76,6 +81,72 @@ func TestLoadDirections(t *testing.T) {
 				t.Fatalf("direction %s: %d flows, %d failed: %v", d.Name, rep.Flows, rep.Failed, rep.Errors)
 			}
 		})
+	}
+}
+
+// TestLoadDirectionD checks that every broker flow reached both servers
+// through the broker and read each with its own token.
+func TestLoadDirectionD(t *testing.T) {
+	rd := sharedWorld(t).Ready()
+	rep, err := scenarios.Load(t.Context(), scenarios.LoadOptions{Target: &rd, Direction: scenarios.DirectionD, Flows: 12, Concurrency: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Flows != 12 || rep.Failed != 0 {
+		t.Fatalf("%d flows, %d failed: %v", rep.Flows, rep.Failed, rep.Errors)
+	}
+	wantEndpoints(t, rep, map[string]int64{
+		"GET broker /broker/authorize": 12,
+		"POST broker /broker/token":    12,
+		"GET ehr /fhir/Patient/{id}":   12,
+		"GET other /fhir/Patient/{id}": 12,
+		"POST console /api/launches":   12,
+	})
+}
+
+// TestLoadDirectionC starts its own world, governed by the EHR AS, and
+// drives direction C in it: one token per flow reads both servers, and no
+// OtherAS is asked. Against a world OtherAS governs, direction C is
+// refused before any flow runs.
+func TestLoadDirectionC(t *testing.T) {
+	rep, err := scenarios.Load(t.Context(), scenarios.LoadOptions{Direction: scenarios.DirectionC, Flows: 16, Concurrency: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Flows != 16 || rep.Failed != 0 {
+		t.Fatalf("%d flows, %d failed: %v", rep.Flows, rep.Failed, rep.Errors)
+	}
+	wantEndpoints(t, rep, map[string]int64{
+		"POST ehr /auth/token":         16,
+		"GET ehr /fhir/Patient/{id}":   16,
+		"GET other /fhir/Patient/{id}": 16,
+	})
+	for _, e := range rep.Endpoints {
+		if strings.Contains(e.Endpoint, " other /auth/") {
+			t.Errorf("direction C asked an authorization server at Other: %s", e.Endpoint)
+		}
+	}
+
+	rd := sharedWorld(t).Ready()
+	_, err = scenarios.Load(t.Context(), scenarios.LoadOptions{Target: &rd, Direction: scenarios.DirectionC, Flows: 1})
+	if !errors.Is(err, scenarios.ErrLoadInput) || !strings.Contains(err.Error(), "governed_by") {
+		t.Fatalf("direction c against a world OtherAS governs: err = %v, want ErrLoadInput naming governed_by", err)
+	}
+}
+
+// wantEndpoints checks the request counts of the endpoints named.
+func wantEndpoints(t *testing.T, rep scenarios.LoadReport, want map[string]int64) {
+	t.Helper()
+	for _, e := range rep.Endpoints {
+		if n, ok := want[e.Endpoint]; ok {
+			if e.Count != n {
+				t.Errorf("%s: %d requests, want %d", e.Endpoint, e.Count, n)
+			}
+			delete(want, e.Endpoint)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("endpoints missing from the report: %v (have %+v)", want, rep.Endpoints)
 	}
 }
 
@@ -127,7 +198,7 @@ func TestLoadRefusesBadOptions(t *testing.T) {
 		opt  scenarios.LoadOptions
 	}{
 		{"unknown direction", scenarios.LoadOptions{Direction: "z"}},
-		{"unwired direction", scenarios.LoadOptions{Direction: scenarios.DirectionD}},
+		{"direction c, OtherAS runs", scenarios.LoadOptions{Direction: scenarios.DirectionC}},
 		{"negative flows", scenarios.LoadOptions{Flows: -1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -29,7 +29,8 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		names = append(names, n)
 	}
-	direction := fs.String("direction", scenarios.DirectionA, "the flow to drive: "+strings.Join(names, ", "))
+	direction := fs.String("direction", scenarios.DirectionA, "the flow to drive: "+strings.Join(names, ", ")+
+		" (c: the own world is run with other.governed_by: ehr; a --target must be such a world, and then only c and ehr run)")
 	flows := fs.Int("flows", 0, "stop after `N` flows (default 100 when --duration is not given)")
 	duration := fs.Duration("duration", 0, "stop after this long (e.g. 30s, 5m)")
 	concurrency := fs.Int("concurrency", 1, "flows under way at once")

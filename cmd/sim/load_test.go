@@ -62,7 +62,6 @@ func TestLoadCommandText(t *testing.T) {
 func TestLoadCommandRefusesBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"load", "--direction", "nowhere"},
-		{"load", "--direction", "d"},
 		{"load", "--concurrency", "0"},
 		{"load", "--flows", "3", "--duration", "1s"},
 		{"load", "--format", "xml"},
@@ -71,5 +70,42 @@ func TestLoadCommandRefusesBadFlags(t *testing.T) {
 		if code, _, errOut := runCLI(t, t.Context(), args...); code != exitInvalid {
 			t.Errorf("%v: exit %d, want %d; stderr: %s", args, code, exitInvalid, errOut)
 		}
+	}
+}
+
+// TestLoadCommandDirectionsCD drives directions C (an own world, which sim
+// load governs by the EHR AS for it) and D (through the broker).
+func TestLoadCommandDirectionsCD(t *testing.T) {
+	for _, d := range []string{"c", "d"} {
+		t.Run(d, func(t *testing.T) {
+			code, out, errOut := runCLI(t, t.Context(), "load", "--direction", d, "--flows", "6", "--concurrency", "2", "--format", "json")
+			if code != exitOK {
+				t.Fatalf("exit %d; stderr: %s", code, errOut)
+			}
+			var rep struct {
+				Direction string `json:"direction"`
+				Flows     int    `json:"flows"`
+				Failed    int    `json:"failed"`
+			}
+			if err := json.Unmarshal([]byte(out), &rep); err != nil {
+				t.Fatalf("report is not JSON: %v\n%s", err, out)
+			}
+			if rep.Direction != d || rep.Flows != 6 || rep.Failed != 0 {
+				t.Fatalf("report %+v", rep)
+			}
+		})
+	}
+}
+
+// TestLoadCommandRefusesCAgainstOtherAS: a target whose Other server
+// OtherAS governs cannot run direction C; sim load says so and runs nothing.
+func TestLoadCommandRefusesCAgainstOtherAS(t *testing.T) {
+	ready := startTarget(t)
+	code, out, errOut := runCLI(t, t.Context(), "load", "--direction", "c", "--target", ready, "--flows", "1")
+	if code != exitInvalid {
+		t.Fatalf("exit %d, want %d; stdout: %s stderr: %s", code, exitInvalid, out, errOut)
+	}
+	if !strings.Contains(errOut, "governed_by") {
+		t.Errorf("stderr does not say why: %q", errOut)
 	}
 }
