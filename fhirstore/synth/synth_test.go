@@ -306,7 +306,7 @@ func TestCodeCacheCoversEverything(t *testing.T) {
 func TestDatesAfterBirth(t *testing.T) {
 	for _, kind := range kinds {
 		cfg := testConfig(kind)
-		cfg.EHR.Patients = 1000
+		cfg.EHR.Patients = 500
 		pop := mustGenerate(t, cfg)
 		for side, res := range map[string][]Resource{"ehr": pop.EHR, "other": pop.Other} {
 			birth := map[string]string{}
@@ -519,11 +519,11 @@ func TestValidR4Sample(t *testing.T) {
 	}
 	for _, kind := range kinds {
 		cfg := testConfig(kind)
-		cfg.EHR.Patients = 5000
+		cfg.EHR.Patients = 2000
 		cfg.Seed = 7
 		pop := mustGenerate(t, cfg)
 		for _, res := range [][]Resource{pop.EHR, pop.Other} {
-			for i := 0; i < len(res); i += 17 {
+			for i := 0; i < len(res); i += 13 {
 				if _, err := um.UnmarshalR4(res[i].JSON); err != nil {
 					t.Errorf("%s %s/%s: %v\n%s", kind, res[i].Type, res[i].ID, err, res[i].JSON)
 				}
