@@ -51,7 +51,8 @@
 //   - A code replay revokes everything its first use issued: the access
 //     token, the refresh family and the launch-token (which then
 //     introspects as inactive). The replay marker is written before the
-//     code is taken, so a racing replay is caught too.
+//     code is taken, so a racing replay is caught too, and kept for the
+//     code's lifetime from that use (a later replay is refused as unknown).
 //   - Refresh tokens are issued, and the refresh_token grant accepted, only
 //     for clients registered with the refresh_token grant type;
 //     offline_access and online_access are not granted to others.

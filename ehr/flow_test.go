@@ -19,7 +19,7 @@ import (
 	"github.com/smart-sim/sim/internal/authkit"
 )
 
-func exchange(t *testing.T, e *env, cfg *oauth2.Config, cb *url.URL, verifier string, opts ...oauth2.AuthCodeOption) *oauth2.Token {
+func exchange(t testing.TB, e *env, cfg *oauth2.Config, cb *url.URL, verifier string, opts ...oauth2.AuthCodeOption) *oauth2.Token {
 	t.Helper()
 	if cb.Query().Get("iss") != e.cfg.Issuer || cb.Query().Get("state") != "st-1" {
 		t.Fatalf("callback lacks iss/state: %s", cb)

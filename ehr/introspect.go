@@ -168,7 +168,9 @@ func (s *Server) introspectLaunchToken(ctx context.Context, who caller, tok stri
 	if who.partner == "" || !slices.Contains(c.Aud, who.partner) || s.revocations.Revoked(c.Jti, "") {
 		return inactive
 	}
-	if err := s.ephemeral.Add(ctx, bucketLTUsed, c.Jti, []byte{1}, now.Add(s.cfg.Lifetimes.LaunchToken*2)); err != nil {
+	// The single-use mark outlives the token: after its exp the token is
+	// refused as expired (checked above), the mark is no longer needed.
+	if err := s.ephemeral.Add(ctx, bucketLTUsed, c.Jti, []byte{1}, time.Unix(c.Exp, 0)); err != nil {
 		if !errors.Is(err, authkit.ErrExists) {
 			s.logError(ctx, "consume launch-token", err)
 		}

@@ -106,7 +106,7 @@ func TestRegistrationRefusesBackendServices(t *testing.T) {
 }
 
 // launchAndToken runs an EHR launch with launch-token up to the code.
-func launchCode(t *testing.T, e *env, cfg *oauth2.Config, v string) *url.URL {
+func launchCode(t testing.TB, e *env, cfg *oauth2.Config, v string) *url.URL {
 	t.Helper()
 	launchURL, err := e.srv.NewLaunch(context.Background(), ehr.LaunchRequest{ClientID: "public", Patient: "p1", User: "doc"})
 	if err != nil {

@@ -130,8 +130,7 @@ func (s *Server) grantCode(ctx context.Context, c *authkit.Client, form url.Valu
 	// all of it (RFC 6749 §4.1.2).
 	used := usedCode{Family: authkit.RandomString(16), JTI: authkit.RandomString(16), LaunchJTI: authkit.RandomString(16)}
 	var rec codeRecord
-	until := s.cfg.Now().Add(max(s.cfg.Lifetimes.Access, s.cfg.Lifetimes.Refresh))
-	if err := s.codes.Redeem(ctx, code, &rec, used, until, func(first []byte) { s.revokeReplayed(ctx, first) }); err != nil {
+	if err := s.codes.Redeem(ctx, code, &rec, used, func(first []byte) { s.revokeReplayed(ctx, first) }); err != nil {
 		return nil, err
 	}
 	rec.Family = used.Family
@@ -159,7 +158,9 @@ func (s *Server) revokeReplayed(ctx context.Context, marker []byte) {
 	s.revocations.RevokeJTI(ctx, u.JTI, now.Add(s.cfg.Lifetimes.Access))
 	if u.LaunchJTI != "" {
 		s.revocations.RevokeJTI(ctx, u.LaunchJTI, now.Add(s.cfg.Lifetimes.LaunchToken))
-		_ = s.ephemeral.Put(ctx, bucketLTUsed, u.LaunchJTI, []byte{1}, now.Add(s.cfg.Lifetimes.LaunchToken*2))
+		// Consumed: the partner's introspection answers inactive until
+		// the launch-token (issued before now) has expired.
+		_ = s.ephemeral.Put(ctx, bucketLTUsed, u.LaunchJTI, []byte{1}, now.Add(s.cfg.Lifetimes.LaunchToken))
 	}
 }
 

@@ -41,7 +41,8 @@
 //   - Any failure talking to the EHR (down, slow, 5xx, unreadable answer)
 //     fails closed with temporarily_unavailable; never a code.
 //   - A code replay revokes what its first use issued; the replay marker
-//     is written before the code is taken, so a racing replay is caught.
+//     is written before the code is taken, so a racing replay is caught,
+//     and kept for the code's lifetime from that use.
 //   - Refresh tokens are issued, and the refresh_token grant accepted,
 //     only for clients registered with the refresh_token grant type. An
 //     id_token is issued whenever openid is granted with a user.

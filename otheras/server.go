@@ -126,7 +126,7 @@ func (s *Server) init(ctx context.Context) error {
 // stores, lifetimes and grants.
 func (s *Server) wire() {
 	l, now := s.cfg.Lifetimes, s.cfg.Now
-	s.sessions = &authkit.Sessions{Store: s.ephemeral, Cookie: s.cfg.CookiePrefix + "_session", Issuer: s.cfg.Issuer, Life: l.Session, Now: now}
+	s.sessions = &authkit.Sessions{Store: s.ephemeral, Cookie: s.cfg.CookiePrefix + "_session", Issuer: s.cfg.Issuer, Life: l.Session, BindLife: l.Request, Now: now}
 	s.requests = &authkit.PendingRequests{Store: s.ephemeral, Sessions: s.sessions}
 	s.codes = &authkit.Codes{Store: s.ephemeral, Life: l.Code, Now: now}
 	s.revocations = &authkit.Revocations{Store: s.durable, FamilyTTL: max(l.Refresh, l.Access), Now: now, Logger: s.cfg.Logger}

@@ -129,7 +129,7 @@ func (s *Server) grantCode(ctx context.Context, c *authkit.Client, form url.Valu
 			s.revocations.RevokeJTI(ctx, u.JTI, timeUnix(u.Exp))
 		}
 	}
-	if err := s.codes.Redeem(ctx, code, &rec, used, now.Add(max(s.cfg.Lifetimes.Access, s.cfg.Lifetimes.Refresh)), revoke); err != nil {
+	if err := s.codes.Redeem(ctx, code, &rec, used, revoke); err != nil {
 		return nil, err
 	}
 	withFlow(ctx, rec.Flow)

@@ -44,16 +44,18 @@ func (c *Codes) Issue(ctx context.Context, rec any) (string, error) {
 
 // Redeem takes code once and decodes what it stands for into rec. marker
 // names what this use will issue; it is written before the code is
-// taken and kept until markerUntil, so that a replay, even one racing
-// this use, finds it: Redeem then calls onReplay with the first use's
-// marker (to revoke what it issued) and answers ErrCodeUsed.
-func (c *Codes) Redeem(ctx context.Context, code string, rec, marker any, markerUntil time.Time, onReplay func(first []byte)) error {
+// taken, so that a replay, even one racing this use, finds it: Redeem
+// then calls onReplay with the first use's marker (to revoke what it
+// issued) and answers ErrCodeUsed. The marker is kept for Life from this
+// use, so it outlives the code (issued before now, valid for Life): a
+// replay after that is refused as an unknown code, without revocation.
+func (c *Codes) Redeem(ctx context.Context, code string, rec, marker any, onReplay func(first []byte)) error {
 	key := Hash(code)
 	mb, err := json.Marshal(marker)
 	if err != nil {
 		return fmt.Errorf("encode code marker: %w", err)
 	}
-	if err := c.Store.Add(ctx, usedCodeBucket, key, mb, markerUntil); err != nil {
+	if err := c.Store.Add(ctx, usedCodeBucket, key, mb, c.Now().Add(c.Life)); err != nil {
 		if !errors.Is(err, ErrExists) {
 			return fmt.Errorf("record code use: %w", err)
 		}

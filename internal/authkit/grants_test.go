@@ -47,23 +47,23 @@ func TestCodesRedeemOnceAndReplayMarker(t *testing.T) {
 			t.Errorf("replay saw marker %s, want the first use's", first)
 		}
 	}
-	if err := codes.Redeem(ctx, code, &got, "first", ck.Now().Add(time.Hour), onReplay); err != nil || got.Client != "app" {
+	if err := codes.Redeem(ctx, code, &got, "first", onReplay); err != nil || got.Client != "app" {
 		t.Fatalf("first redeem: %v %+v", err, got)
 	}
-	if err := codes.Redeem(ctx, code, &got, "second", ck.Now().Add(time.Hour), onReplay); !errors.Is(err, ErrInvalidGrant) || replays != 1 {
+	if err := codes.Redeem(ctx, code, &got, "second", onReplay); !errors.Is(err, ErrInvalidGrant) || replays != 1 {
 		t.Fatalf("replay: %v, %d replay callbacks", err, replays)
 	}
 	// An unknown code leaves no marker: nothing was issued.
-	if err := codes.Redeem(ctx, "nope", &got, "m", ck.Now().Add(time.Hour), onReplay); !errors.Is(err, ErrInvalidGrant) {
+	if err := codes.Redeem(ctx, "nope", &got, "m", onReplay); !errors.Is(err, ErrInvalidGrant) {
 		t.Fatalf("unknown code: %v", err)
 	}
-	if err := codes.Redeem(ctx, "nope", &got, "m", ck.Now().Add(time.Hour), onReplay); !errors.Is(err, ErrInvalidGrant) || replays != 1 {
+	if err := codes.Redeem(ctx, "nope", &got, "m", onReplay); !errors.Is(err, ErrInvalidGrant) || replays != 1 {
 		t.Fatalf("unknown code twice: %v, %d replays", err, replays)
 	}
 	// Expired.
 	late, _ := codes.Issue(ctx, rec{})
 	ck.Add(2 * time.Minute)
-	if err := codes.Redeem(ctx, late, &got, "m", ck.Now().Add(time.Hour), nil); !errors.Is(err, ErrInvalidGrant) {
+	if err := codes.Redeem(ctx, late, &got, "m", nil); !errors.Is(err, ErrInvalidGrant) {
 		t.Fatalf("expired code: %v", err)
 	}
 }
@@ -80,7 +80,7 @@ func TestCodesConcurrentRedeem(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			var v map[string]string
-			err := codes.Redeem(ctx, code, &v, i, time.Now().Add(time.Hour), func([]byte) { mu.Lock(); replays++; mu.Unlock() })
+			err := codes.Redeem(ctx, code, &v, i, func([]byte) { mu.Lock(); replays++; mu.Unlock() })
 			mu.Lock()
 			defer mu.Unlock()
 			if err == nil {

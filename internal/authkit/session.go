@@ -22,10 +22,14 @@ type Session struct {
 // §8.5).
 type Sessions struct {
 	Store  Store
-	Cookie string // cookie name
-	Issuer string // the cookie's path is the issuer's; https issuers get Secure cookies
-	Life   time.Duration
-	Now    func() time.Time
+	Cookie string        // cookie name
+	Issuer string        // the cookie's path is the issuer's; https issuers get Secure cookies
+	Life   time.Duration // a sign-in's lifetime
+	// BindLife is how long a session that signs nobody in is kept: one
+	// that only binds pending authorization requests to the browser needs
+	// to live as long as a request does. 0: Life.
+	BindLife time.Duration
+	Now      func() time.Time
 }
 
 const sessionBucket = "session"
@@ -47,10 +51,15 @@ func (s *Sessions) Load(ctx context.Context, r *http.Request) (*Session, bool) {
 	return &sess, true
 }
 
-// Save stores sess for Life.
+// Save stores sess for Life from now, or for BindLife when it signs
+// nobody in (no Username).
 func (s *Sessions) Save(ctx context.Context, sess *Session) error {
 	b, _ := json.Marshal(sess)
-	if err := s.Store.Put(ctx, sessionBucket, sess.ID, b, s.Now().Add(s.Life)); err != nil {
+	life := s.Life
+	if sess.Username == "" && s.BindLife > 0 {
+		life = s.BindLife
+	}
+	if err := s.Store.Put(ctx, sessionBucket, sess.ID, b, s.Now().Add(life)); err != nil {
 		return fmt.Errorf("save session: %w", err)
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -52,12 +53,18 @@ func Migrations() fs.FS {
 	return sub
 }
 
-// MemStore is an in-memory Store.
+// PurgeEvery is how often, at most, a store drops its expired entries:
+// the first write after an interval has passed purges (amortised on
+// writes, so no goroutine runs and an idle store costs nothing).
+const PurgeEvery = time.Minute
+
+// MemStore is an in-memory Store. Expired entries are dropped by the
+// first write after every PurgeEvery of its clock (or by Purge).
 type MemStore struct {
-	Now func() time.Time
-	mu  sync.Mutex
-	m   map[string]map[string]Item
-	ops int
+	Now       func() time.Time
+	mu        sync.Mutex
+	m         map[string]map[string]Item
+	nextPurge time.Time
 }
 
 var _ Store = (*MemStore)(nil)
@@ -74,19 +81,62 @@ func (s *MemStore) live(it Item, now time.Time) bool {
 	return it.Expires.IsZero() || now.Before(it.Expires)
 }
 
-// gc drops expired items every 4096 writes; called with mu held.
-func (s *MemStore) gc(now time.Time) {
-	s.ops++
-	if s.ops%4096 != 0 {
+// maybePurge purges when PurgeEvery has passed since the last purge;
+// called with mu held.
+func (s *MemStore) maybePurge(now time.Time) {
+	if now.Before(s.nextPurge) {
 		return
 	}
-	for _, b := range s.m {
+	s.nextPurge = now.Add(PurgeEvery)
+	s.purge(now)
+}
+
+// purge drops expired items; called with mu held. A bucket that lost
+// most of its items is copied into a new map: Go maps never give back
+// the space of deleted entries, so a burst would otherwise stay resident.
+func (s *MemStore) purge(now time.Time) (dropped int) {
+	for name, b := range s.m {
+		n := 0
 		for k, it := range b {
 			if !s.live(it, now) {
 				delete(b, k)
+				n++
 			}
 		}
+		dropped += n
+		switch {
+		case len(b) == 0:
+			delete(s.m, name)
+		case n > 2*len(b):
+			nb := make(map[string]Item, len(b))
+			for k, it := range b {
+				nb[k] = it
+			}
+			s.m[name] = nb
+		}
 	}
+	return dropped
+}
+
+// Purge drops every expired entry now and says how many it dropped.
+func (s *MemStore) Purge(context.Context) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.Now()
+	s.nextPurge = now.Add(PurgeEvery)
+	return s.purge(now), nil
+}
+
+// Len is the number of entries held, expired ones not yet purged
+// included (for tests and monitoring).
+func (s *MemStore) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, b := range s.m {
+		n += len(b)
+	}
+	return n
 }
 
 func (s *MemStore) bucket(name string) map[string]Item {
@@ -101,7 +151,7 @@ func (s *MemStore) bucket(name string) map[string]Item {
 func (s *MemStore) Put(_ context.Context, bucket, key string, value []byte, exp time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.gc(s.Now())
+	s.maybePurge(s.Now())
 	s.bucket(bucket)[key] = Item{Key: key, Value: bytes.Clone(value), Expires: exp}
 	return nil
 }
@@ -110,7 +160,7 @@ func (s *MemStore) Add(_ context.Context, bucket, key string, value []byte, exp 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.Now()
-	s.gc(now)
+	s.maybePurge(now)
 	b := s.bucket(bucket)
 	if it, ok := b[key]; ok && s.live(it, now) {
 		return ErrExists
@@ -180,9 +230,14 @@ func (s *MemStore) List(_ context.Context, bucket string) ([]Item, error) {
 
 // SQLStore is a Store on the authkit_kv table (see Migrations). Write is
 // the single-writer pool and Read the reader pool (they may be the same).
+// Expired rows are deleted by the first Put or Add after every PurgeEvery
+// of its clock (or by Purge); a failed purge is tried again at the next
+// interval.
 type SQLStore struct {
 	Write, Read *sql.DB
 	Now         func() time.Time
+
+	nextPurge atomic.Int64 // unix nanoseconds
 }
 
 var _ Store = (*SQLStore)(nil)
@@ -201,11 +256,24 @@ func fromUnix(n int64) time.Time {
 	return time.Unix(n, 0)
 }
 
-func (s *SQLStore) now() int64 {
+func (s *SQLStore) clock() time.Time {
 	if s.Now == nil {
-		return time.Now().Unix()
+		return time.Now()
 	}
-	return s.Now().Unix()
+	return s.Now()
+}
+
+func (s *SQLStore) now() int64 { return s.clock().Unix() }
+
+// maybePurge purges when PurgeEvery has passed since the last purge; one
+// writer claims each interval.
+func (s *SQLStore) maybePurge(ctx context.Context) {
+	now := s.clock().UnixNano()
+	next := s.nextPurge.Load()
+	if now < next || !s.nextPurge.CompareAndSwap(next, now+int64(PurgeEvery)) {
+		return
+	}
+	_, _ = s.Purge(ctx)
 }
 
 const liveSQL = `(expires = 0 OR expires > ?)`
@@ -217,6 +285,7 @@ func (s *SQLStore) Put(ctx context.Context, bucket, key string, value []byte, ex
 	if err != nil {
 		return fmt.Errorf("put %s: %w", bucket, err)
 	}
+	s.maybePurge(ctx)
 	return nil
 }
 
@@ -231,6 +300,7 @@ func (s *SQLStore) Add(ctx context.Context, bucket, key string, value []byte, ex
 	if n, _ := res.RowsAffected(); n == 0 {
 		return ErrExists
 	}
+	s.maybePurge(ctx)
 	return nil
 }
 
@@ -307,11 +377,12 @@ func (s *SQLStore) List(ctx context.Context, bucket string) ([]Item, error) {
 	return out, rows.Err()
 }
 
-// Purge deletes expired rows.
-func (s *SQLStore) Purge(ctx context.Context) error {
-	_, err := s.Write.ExecContext(ctx, `DELETE FROM authkit_kv WHERE expires <> 0 AND expires <= ?`, s.now())
+// Purge deletes expired rows now and says how many it deleted.
+func (s *SQLStore) Purge(ctx context.Context) (int, error) {
+	res, err := s.Write.ExecContext(ctx, `DELETE FROM authkit_kv WHERE expires <> 0 AND expires <= ?`, s.now())
 	if err != nil {
-		return fmt.Errorf("purge: %w", err)
+		return 0, fmt.Errorf("purge expired entries: %w", err)
 	}
-	return nil
+	n, _ := res.RowsAffected()
+	return int(n), nil
 }

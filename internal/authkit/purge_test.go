@@ -1,0 +1,192 @@
+package authkit
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/smart-sim/sim/internal/sqlitedb"
+)
+
+// MemStore drops expired entries on the first write after PurgeEvery of
+// its clock, keeps live and never-expiring ones, and gives back emptied
+// buckets.
+func TestMemStorePurgesExpiredOnWrite(t *testing.T) {
+	ctx := t.Context()
+	ck := &testClock{now: time.Unix(1_700_000_000, 0)}
+	s := NewMemStore(ck.Now)
+	for i := range 1000 {
+		k := strconv.Itoa(i)
+		if err := s.Put(ctx, "short", k, []byte("v"), ck.Now().Add(30*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Add(ctx, "marks", k, []byte{1}, ck.Now().Add(10*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Put(ctx, "keys", "k", []byte("forever"), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Len(); n != 2001 {
+		t.Fatalf("Len %d, want 2001", n)
+	}
+	// Expired, but no interval has passed since the first write's purge:
+	// the entries are absent to readers and still held.
+	ck.Add(PurgeEvery - time.Second)
+	if _, err := s.Get(ctx, "short", "1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("expired entry read: %v", err)
+	}
+	if err := s.Put(ctx, "other", "x", []byte("v"), ck.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Len(); n != 2002 {
+		t.Fatalf("purged before the interval: Len %d", n)
+	}
+	// The next write after the interval drops the expired ones only.
+	ck.Add(2 * time.Second)
+	if err := s.Put(ctx, "other", "y", []byte("v"), ck.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Len(); n != 1003 {
+		t.Fatalf("after purge: Len %d, want 1003 (marks, keys, other)", n)
+	}
+	if _, err := s.Get(ctx, "marks", "999"); err != nil {
+		t.Fatalf("live entry lost: %v", err)
+	}
+	// A still-live mark keeps refusing a second Add across purges.
+	if err := s.Add(ctx, "marks", "5", []byte{1}, ck.Now().Add(time.Hour)); !errors.Is(err, ErrExists) {
+		t.Fatalf("Add over a live mark: %v", err)
+	}
+	// Everything with an expiry gone; Purge does it without a write.
+	ck.Add(2 * time.Hour)
+	n, err := s.Purge(ctx)
+	if err != nil || n != 1002 {
+		t.Fatalf("Purge dropped %d (%v), want 1002", n, err)
+	}
+	if n := s.Len(); n != 1 {
+		t.Fatalf("Len %d after full purge, want the never-expiring key", n)
+	}
+	if v, err := s.Get(ctx, "keys", "k"); err != nil || string(v) != "forever" {
+		t.Fatalf("never-expiring entry: %q %v", v, err)
+	}
+	// An expired mark no longer refuses (and is not resurrected).
+	if err := s.Add(ctx, "marks", "5", []byte{2}, ck.Now().Add(time.Minute)); err != nil {
+		t.Fatalf("Add after expiry: %v", err)
+	}
+}
+
+// SQLStore deletes expired rows on the first write after PurgeEvery.
+func TestSQLStorePurgesExpiredOnWrite(t *testing.T) {
+	ctx := t.Context()
+	db, err := sqlitedb.Open(ctx, filepath.Join(t.TempDir(), "p.db"), Migrations())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ck := &testClock{now: time.Unix(1_700_000_000, 0)}
+	s := &SQLStore{Write: db.Write, Read: db.Read, Now: ck.Now}
+	for i := range 50 {
+		if err := s.Put(ctx, "refresh", strconv.Itoa(i), []byte("v"), ck.Now().Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Put(ctx, "keys", "k", []byte("forever"), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	rows := func() int {
+		var n int
+		if err := db.Read.QueryRowContext(ctx, `SELECT count(*) FROM authkit_kv`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	ck.Add(PurgeEvery + time.Second)
+	if n := rows(); n != 51 {
+		t.Fatalf("rows %d before a write, want 51", n)
+	}
+	if err := s.Add(ctx, "marks", "m", []byte{1}, ck.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if n := rows(); n != 2 {
+		t.Fatalf("rows %d after the write, want 2 (keys, marks)", n)
+	}
+	ck.Add(2 * time.Hour)
+	if n, err := s.Purge(ctx); err != nil || n != 1 {
+		t.Fatalf("Purge deleted %d (%v), want 1", n, err)
+	}
+}
+
+// A session that signs nobody in lives as long as a pending request; a
+// sign-in keeps its own lifetime.
+func TestSessionLifetimes(t *testing.T) {
+	ctx := t.Context()
+	ck := &testClock{now: time.Unix(1_700_000_000, 0)}
+	st := NewMemStore(ck.Now)
+	s := &Sessions{Store: st, Cookie: "c", Issuer: "http://as/auth", Life: 8 * time.Hour, BindLife: 15 * time.Minute, Now: ck.Now}
+	if err := s.Save(ctx, &Session{ID: "anon"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(ctx, &Session{ID: "user", Username: "doc", AuthTime: ck.Now().Unix()}); err != nil {
+		t.Fatal(err)
+	}
+	load := func(id string) bool {
+		r := httptest.NewRequest("GET", "http://as/auth/authorize", nil)
+		r.Header.Set("Cookie", "c="+id)
+		_, ok := s.Load(context.Background(), r)
+		return ok
+	}
+	if !load("anon") || !load("user") {
+		t.Fatal("fresh sessions not found")
+	}
+	ck.Add(16 * time.Minute)
+	if load("anon") {
+		t.Error("a binding-only session outlived a pending request")
+	}
+	if !load("user") {
+		t.Error("a sign-in ended with the request lifetime")
+	}
+	ck.Add(8 * time.Hour)
+	if load("user") {
+		t.Error("a sign-in outlived its lifetime")
+	}
+	if n, _ := st.Purge(ctx); n != 2 || st.Len() != 0 {
+		t.Errorf("purge dropped %d, %d left", n, st.Len())
+	}
+}
+
+// The used-code marker outlives the code and no more: a replay within the
+// code's lifetime reaches onReplay, one after it is merely refused.
+func TestCodeMarkerLifetime(t *testing.T) {
+	ctx := t.Context()
+	ck := &testClock{now: time.Unix(1_700_000_000, 0)}
+	st := NewMemStore(ck.Now)
+	codes := &Codes{Store: st, Life: time.Minute, Now: ck.Now}
+	code, err := codes.Issue(ctx, "rec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck.Add(30 * time.Second)
+	var rec string
+	if err := codes.Redeem(ctx, code, &rec, "first", nil); err != nil {
+		t.Fatal(err)
+	}
+	replays := 0
+	ck.Add(59 * time.Second) // the code itself would have expired 30 s ago
+	if err := codes.Redeem(ctx, code, &rec, "again", func([]byte) { replays++ }); !errors.Is(err, ErrInvalidGrant) || replays != 1 {
+		t.Fatalf("replay within the marker's life: %v, %d replays", err, replays)
+	}
+	ck.Add(2 * time.Second)
+	if n, _ := st.Purge(ctx); n != 1 || st.Len() != 0 {
+		t.Fatalf("purge dropped %d, %d left: the marker should be the only entry", n, st.Len())
+	}
+	if err := codes.Redeem(ctx, code, &rec, "late", func([]byte) { replays++ }); !errors.Is(err, ErrInvalidGrant) || replays != 1 {
+		t.Fatalf("late replay: %v, %d replays", err, replays)
+	}
+	if st.Len() != 0 {
+		t.Fatalf("a refused late replay left %d entries", st.Len())
+	}
+}
