@@ -373,25 +373,5 @@ func (s *Server) resolveSubject(ctx context.Context, flow string, client *authki
 		lc.Refusal = "the EHR access token has no patient context"
 		return lc, nil
 	}
-	p, err := ehr.readPatient(ctx, lc.EHRPatient)
-	if errors.Is(err, errPatientGone) {
-		lc.Refusal = "the EHR patient could not be read"
-		return lc, nil
-	}
-	if err != nil {
-		return nil, fail(err)
-	}
-	rec, note, why, err := s.match(ctx, p)
-	if err != nil {
-		s.logError(ctx, "match patient", err)
-		return nil, authkit.ErrServerError
-	}
-	if rec == nil {
-		lc.Refusal = why
-		s.decide(flow, "patient match", "no match for "+lc.EHRPatient+": "+why, true)
-		return lc, nil
-	}
-	lc.PatientID, lc.MatchNote = rec.ID, note
-	s.decide(flow, "patient match", lc.EHRPatient+" is Other Patient/"+rec.ID+" ("+note+")", false)
-	return lc, nil
+	return s.matchEHRPatient(ctx, flow, ehr, lc, fail)
 }

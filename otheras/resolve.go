@@ -158,6 +158,14 @@ func (s *Server) resolveLaunch(ctx context.Context, flow string, client *authkit
 		lc.Refusal = "the launch context names no patient"
 		return lc, nil
 	}
+	return s.matchEHRPatient(ctx, flow, ehr, lc, fail)
+}
+
+// matchEHRPatient reads lc's EHR patient with the backend token and looks
+// for the same person in the Other directory (flows.md A.7.4–5): it sets
+// lc.PatientID, or lc.Refusal with the reason. fail maps EHR trouble to the
+// caller's error.
+func (s *Server) matchEHRPatient(ctx context.Context, flow string, ehr *ehrClient, lc *launchContext, fail func(error) *authkit.Error) (*launchContext, *authkit.Error) {
 	p, err := ehr.readPatient(ctx, lc.EHRPatient)
 	if errors.Is(err, errPatientGone) {
 		lc.Refusal = "the EHR patient could not be read"
