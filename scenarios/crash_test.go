@@ -76,10 +76,18 @@ func TestCrashDuringLoad(t *testing.T) {
 		defer close(loadDone)
 		_, _ = load(loadCtx, LoadOptions{Target: &rd, Duration: 20 * time.Second, Concurrency: 4}, keep)
 	}()
-	time.Sleep(1200 * time.Millisecond)
-	mu.Lock()
-	before := len(kept)
-	mu.Unlock()
+	// Kill once the load is well under way (polling, not a fixed sleep: a
+	// busy CI machine may be slow to start the workers).
+	var before int
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		mu.Lock()
+		before = len(kept)
+		mu.Unlock()
+		if before >= 15 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err := srv.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -79,7 +79,7 @@ func TestBadScenarios(t *testing.T) {
 		t.Run(filepath.Base(file), func(t *testing.T) {
 			start := time.Now()
 			_, err := LoadScenario(file)
-			if d := time.Since(start); d > 2*time.Second {
+			if d := time.Since(start); d > 20*time.Second {
 				t.Errorf("took %v", d)
 			}
 			var ps yamlfile.Problems
@@ -266,7 +266,7 @@ func TestHugeAndDeepInput(t *testing.T) {
 		if !errors.As(err, &ps) {
 			t.Errorf("%s: want problems, got %v", name, err)
 		}
-		if d := time.Since(start); d > 3*time.Second {
+		if d := time.Since(start); d > 20*time.Second {
 			t.Errorf("%s: took %v", name, d)
 		}
 	}

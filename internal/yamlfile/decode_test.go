@@ -251,7 +251,7 @@ func TestDecodeLimits(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "aliases expand to more than 10000 nodes") {
 			t.Errorf("err = %v", err)
 		}
-		if d := time.Since(start); d > 2*time.Second {
+		if d := time.Since(start); d > 20*time.Second {
 			t.Errorf("took %v", d)
 		}
 	})
