@@ -116,6 +116,16 @@ func (a *controlAPI) world(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, a.r.worldView(offset, limit))
 }
 
+// launchErrorText says what was wrong with a launch request, without
+// echoing internal error text.
+var launchErrorText = map[string]string{
+	"unknown_client":    "client_id names no app registered at the EHR (see apps in GET /api/world)",
+	"unknown_patient":   "patient names no EHR patient (use an ehr_id from GET /api/world)",
+	"unknown_user":      "user names no user of the world (use a username from GET /api/world)",
+	"unknown_encounter": "encounter is not one of the patient's encounters",
+	"no_launch_url":     "no launch_url given and the app registered none",
+}
+
 // LaunchRequest is the body of POST {api}/launches.
 type LaunchRequest struct {
 	ClientID  string `json:"client_id"`
@@ -158,7 +168,7 @@ func (a *controlAPI) launch(w http.ResponseWriter, r *http.Request) {
 			apiError(w, http.StatusInternalServerError, "server_error", "the launch could not be created")
 			return
 		}
-		apiError(w, http.StatusBadRequest, code, err.Error())
+		apiError(w, http.StatusBadRequest, code, launchErrorText[code])
 		return
 	}
 	writeJSON(w, http.StatusCreated, map[string]string{"url": u})
@@ -189,6 +199,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // URLs stay readable: & not \u0026
 	enc.Encode(v)
 }
 
@@ -201,8 +212,24 @@ func apiError(w http.ResponseWriter, status int, code, desc string) {
 // ehr_fhir). PUT replaces them all; DELETE clears them.
 type FaultsBody map[FaultTarget]ServerFault
 
+// faultView is one fault as GET and PUT {api}/faults write it, so that what
+// GET answers can be PUT back.
+type faultView struct {
+	Down   bool   `json:"down,omitempty"`
+	Delay  string `json:"delay,omitempty"`
+	Status int    `json:"status,omitempty"`
+}
+
 func (a *controlAPI) getFaults(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, a.r.Faults.Snapshot())
+	out := map[FaultTarget]faultView{}
+	for t, f := range a.r.Faults.Snapshot() {
+		v := faultView{Down: f.Down, Status: f.Status}
+		if f.Delay > 0 {
+			v.Delay = f.Delay.String()
+		}
+		out[t] = v
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *controlAPI) putFaults(w http.ResponseWriter, r *http.Request) {
@@ -238,7 +265,7 @@ func (a *controlAPI) putFaults(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, a.r.Faults.Snapshot())
+	a.getFaults(w, r)
 }
 
 func (a *controlAPI) deleteFaults(w http.ResponseWriter, r *http.Request) {

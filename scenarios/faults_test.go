@@ -1,6 +1,9 @@
 package scenarios_test
 
 import (
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,5 +48,38 @@ func TestClockSkewExpiresTheLaunchToken(t *testing.T) {
 	u, _, _ := secondLaunch(t, r, lt, "approve", "launch", "patient/*.rs")
 	if u.Query().Get("error") != "invalid_request" {
 		t.Fatalf("expired launch-token: %s, want error=invalid_request", u.RawQuery)
+	}
+}
+
+func TestFaultsAPIRoundTrips(t *testing.T) {
+	r := sharedWorld(t)
+	defer r.Faults.Clear()
+	put := func(body string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPut, r.Ready().API+"/faults", strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := put(`{"ehr_fhir": {"delay": "4s"}, "introspection": {"status": 500}}`); code != 200 {
+		t.Fatalf("PUT faults: %d %s", code, body)
+	}
+	resp, err := http.Get(r.Ready().API + "/faults")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(got), `"delay": "4s"`) {
+		t.Fatalf("GET faults = %s, want the delay as PUT wrote it", got)
+	}
+	if code, body := put(string(got)); code != 200 {
+		t.Fatalf("PUT back what GET answered: %d %s", code, body)
+	}
+	if code, _ := put(`{"nowhere": {"down": true}}`); code != 400 {
+		t.Fatalf("unknown target: %d, want 400", code)
 	}
 }
