@@ -131,3 +131,24 @@ func TestConsoleRunsABundledScenarioAgainstTheRunningWorld(t *testing.T) {
 		t.Fatalf("no patient-absent flow among the traces %v", traces.Flows)
 	}
 }
+
+func TestConsoleSampleAppAddressAndNoListings(t *testing.T) {
+	r := sharedWorld(t)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Get(r.Ready().Console + "/sample-app/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ehr" {
+		t.Fatalf("/sample-app/: %d to %q, want 303 to /ehr", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp, err = http.Get(r.Ready().Console + "/static/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("/static/: %d, want 404 (no directory listing)", resp.StatusCode)
+	}
+}

@@ -61,6 +61,12 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var scs []*scenarios.Scenario
 	bad := 0
 	for _, path := range fs.Args() {
+		// `sim run scenarios/*.yaml` also matches world files: they are
+		// not scenarios, and are passed over with a word.
+		if _, err := scenarios.LoadWorld(path); err == nil && !isScenario(path) {
+			fmt.Fprintf(stderr, "%s: a world file, not a scenario: skipped\n", path)
+			continue
+		}
 		sc, err := scenarios.LoadScenario(path)
 		if err != nil {
 			bad++

@@ -162,3 +162,10 @@ func TestSchema(t *testing.T) {
 		t.Fatalf("schema with an argument: exit %d, want 2", code)
 	}
 }
+
+func TestRunPassesOverWorldFiles(t *testing.T) {
+	code, out, errOut := runCLI(t, t.Context(), "run", "../../scenarios/default_world.yaml", "../../scenarios/patient_absent.yaml")
+	if code != 0 || !strings.Contains(errOut, "default_world.yaml: a world file, not a scenario: skipped") || !strings.Contains(out, "1 passed") {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+}

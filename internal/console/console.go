@@ -214,7 +214,7 @@ var funcs = template.FuncMap{
 // Mount registers the console's routes on mux (everything but /api/).
 func (c *Console) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", c.home)
-	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(ui.Static())))
+	mux.Handle("GET /static/", http.StripPrefix("/static/", noListing(http.FileServerFS(ui.Static()))))
 
 	mux.HandleFunc("GET /ehr", c.ehrHome)
 	mux.HandleFunc("POST /ehr/login", c.ehrLogin)
@@ -231,6 +231,9 @@ func (c *Console) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /scenarios", c.scenarios)
 	mux.HandleFunc("POST /scenarios/run", c.runScenario)
 
+	// The sample app starts from an EHR launch: its bare address leads to
+	// the simulated EHR, where apps are launched.
+	mux.Handle("GET /sample-app/{$}", http.RedirectHandler("/ehr", http.StatusSeeOther))
 	mux.HandleFunc("GET /sample-app/launch", c.sampleApp)
 	mux.HandleFunc("GET /sample-app/callback", c.sampleApp)
 	mux.HandleFunc("/", c.notFound)
@@ -330,4 +333,15 @@ func (c *Console) systemLabel(sys string) string {
 		return c.cfg.OtherName + " MRN"
 	}
 	return shortSystem(sys)
+}
+
+// noListing answers 404 for directories instead of listing their files.
+func noListing(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "" || strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
