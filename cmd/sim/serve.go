@@ -17,7 +17,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	dataDir := fs.String("data", "", "keep state in this directory across restarts (default: a temporary directory removed on exit)")
 	reset := fs.Bool("reset", false, "with --data: discard the stored world and data and start afresh")
 	host := fs.String("host", "127.0.0.1", "address to listen on")
-	port := fs.Int("port", 9400, "EHR origin port; Other uses port+1 and the console port+2; 0 picks each at random")
+	port := fs.Int("port", 9400, "EHR origin port; Other uses port+1, the console port+2 and the broker port+3; 0 picks each at random")
 	readyFile := fs.String("ready-file", "", "write the URLs as JSON to this file once everything listens")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
