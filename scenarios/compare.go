@@ -331,9 +331,16 @@ const (
 func extraString(t *oauth2.Token, k string) string { s, _ := t.Extra(k).(string); return s }
 
 // read reads the patient at a server, as the app would next.
+// read fetches the patient in context with bearer, or, when the token
+// carries no patient (it was refused), searches Patient with what the
+// token does grant: either way the trace shows who could read the server.
 func (a *scriptedApp) read(ctx context.Context, base, id, bearer string) {
-	if id != "" && bearer != "" {
+	switch {
+	case bearer == "":
+	case id != "":
 		_, _ = a.getJSON(ctx, base+"/Patient/"+id, bearer, nil)
+	default:
+		_, _ = a.getJSON(ctx, base+"/Patient?_count=1", bearer, nil)
 	}
 }
 
@@ -543,7 +550,7 @@ func (a *scriptedApp) measure(res *DirectionResult) {
 			continue
 		}
 		if e.To == trace.EHRFHIR || e.To == trace.OtherFHIR {
-			if strings.Contains(e.URL, "/Patient/") {
+			if strings.Contains(e.URL, "/Patient") {
 				readers[e.To][string(e.From)] = true
 			}
 		}

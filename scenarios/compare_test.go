@@ -53,3 +53,21 @@ func TestCompareDirections(t *testing.T) {
 		}
 	}
 }
+
+// With an absent patient the app still holds a user-level token for Other
+// in every direction that asks OtherAS, and the comparison says so.
+func TestCompareAbsentPatientAppStillReadsOther(t *testing.T) {
+	w, err := scenarios.ParseWorld("small.yaml", []byte("ehr: {patients: 30}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := scenarios.Compare(t.Context(), scenarios.CompareOptions{World: w, Class: "absent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range res {
+		if !slices.Contains(d.Readers["Other FHIR"], "App") {
+			t.Errorf("%s: Other FHIR readers %v, want the App among them", d.Direction, d.Readers["Other FHIR"])
+		}
+	}
+}
