@@ -143,22 +143,8 @@ func (g *generator) ehrClinical(patID, gpID string, birth time.Time) {
 	s := g.ehr
 	subject := ref("Patient", patID)
 
-	et := encounterTypes[f.Rand.Intn(len(encounterTypes))]
-	start := g.pastTime(3*365, birth)
-	end := start.Add(time.Duration(20+f.Rand.Intn(70)) * time.Minute)
-	if et.class.code == "IMP" {
-		end = start.Add(time.Duration(1+f.Rand.Intn(6)) * 24 * time.Hour)
-	}
-	encID := g.newID("ehr", "Encounter")
-	s.add("Encounter", encID, obj{
-		{"status", "finished"},
-		{"class", et.class.coding()},
-		{"type", arr{et.typ.concept()}},
-		{"subject", subject},
-		{"participant", arr{obj{{"individual", ref("Practitioner", gpID)}}}},
-		{"period", obj{{"start", fhirDateTime(start)}, {"end", fhirDateTime(end)}}},
-		{"serviceProvider", ref("Organization", g.ehrOrg)},
-	})
+	encID, start := g.encounter(s, "ehr", 3*365, subject, birth, g.ehrOrg,
+		kv{"participant", arr{obj{{"individual", ref("Practitioner", gpID)}}}})
 	encRef := ref("Encounter", encID)
 
 	var condIDs []string
@@ -389,21 +375,7 @@ func (g *generator) regionalEncounter(patID string, birth time.Time) {
 	f := g.f
 	s := g.other
 	subject := ref("Patient", patID)
-	et := encounterTypes[f.Rand.Intn(len(encounterTypes))]
-	start := g.pastTime(5*365, birth)
-	end := start.Add(time.Duration(20+f.Rand.Intn(70)) * time.Minute)
-	if et.class.code == "IMP" {
-		end = start.Add(time.Duration(1+f.Rand.Intn(6)) * 24 * time.Hour)
-	}
-	encID := g.newID("other", "Encounter")
-	s.add("Encounter", encID, obj{
-		{"status", "finished"},
-		{"class", et.class.coding()},
-		{"type", arr{et.typ.concept()}},
-		{"subject", subject},
-		{"period", obj{{"start", fhirDateTime(start)}, {"end", fhirDateTime(end)}}},
-		{"serviceProvider", ref("Organization", g.otherOrg)},
-	})
+	encID, start := g.encounter(s, "other", 5*365, subject, birth, g.otherOrg)
 	if f.Rand.Intn(3) < 2 {
 		ci := f.Rand.Intn(len(conditions))
 		s.add("Condition", g.newID("other", "Condition"), obj{
@@ -416,4 +388,29 @@ func (g *generator) regionalEncounter(patID string, birth time.Time) {
 			{"recordedDate", fhirDateTime(start)},
 		})
 	}
+}
+
+// encounter adds a finished Encounter of a random type within the last
+// days (not before birth) at side's organisation org, with extra members,
+// and returns its id and start. The draws are in a fixed order, so the
+// same seed gives the same bytes.
+func (g *generator) encounter(s *sink, side string, days int, subject obj, birth time.Time, org string, extra ...kv) (string, time.Time) {
+	f := g.f
+	et := encounterTypes[f.Rand.Intn(len(encounterTypes))]
+	start := g.pastTime(days, birth)
+	end := start.Add(time.Duration(20+f.Rand.Intn(70)) * time.Minute)
+	if et.class.code == "IMP" {
+		end = start.Add(time.Duration(1+f.Rand.Intn(6)) * 24 * time.Hour)
+	}
+	id := g.newID(side, "Encounter")
+	body := obj{
+		{"status", "finished"},
+		{"class", et.class.coding()},
+		{"type", arr{et.typ.concept()}},
+		{"subject", subject},
+		{"period", obj{{"start", fhirDateTime(start)}, {"end", fhirDateTime(end)}}},
+		{"serviceProvider", ref("Organization", org)},
+	}
+	s.add("Encounter", id, append(body, extra...))
+	return id, start
 }
