@@ -166,7 +166,7 @@ func (c consoleRunner) Run(ctx context.Context, file string) (console.RunResult,
 	}
 	opt := RunOptions{Logger: c.r.logger}
 	var flows []string
-	if sc.World.Fingerprint() == c.r.World.Fingerprint() {
+	if sc.World.Fingerprint() == c.r.fingerprint {
 		ready := c.r.ready
 		opt.Target = &ready
 		opt.OnFlow = func(_ int, _ *report.FlowResult, tf trace.Flow) { flows = append(flows, tf.ID) }

@@ -67,6 +67,8 @@ type Running struct {
 	World      *World
 	Population *synth.Population
 	Trace      *trace.Recorder
+	// fingerprint identifies World; computed once at Start.
+	fingerprint string
 	// Clock is every server's clock; scenarios skew it.
 	Clock *Clock
 	// Faults break the calls between sim's servers on purpose.
@@ -108,6 +110,7 @@ func Start(ctx context.Context, w *World, opt Options) (_ *Running, err error) {
 	}
 	r := &Running{World: w, logger: opt.Logger, Clock: &Clock{base: opt.Now}, Faults: &Faults{}}
 	opt.Now = r.Clock.Now
+	r.fingerprint = w.Fingerprint()
 	r.Trace = trace.NewRecorder(200, opt.Now)
 	defer func() {
 		if err != nil {
@@ -368,7 +371,7 @@ const fingerprintKey = "world_fingerprint"
 // for the loads. A store that holds another world is an error: the data
 // would not match the world's truth.
 func (r *Running) openStores(ctx context.Context, dataDir string, opt Options) (loaded func() error, err error) {
-	fp := r.World.Fingerprint()
+	fp := r.fingerprint
 	sides := []struct {
 		name  string
 		file  string
@@ -495,7 +498,7 @@ func (r *Running) userViews() []UserView {
 func (r *Running) worldView(offset, limit int) WorldView {
 	truth := r.Population.Truth
 	v := WorldView{
-		Name: r.World.Name(), Seed: r.World.Seed, Fingerprint: r.World.Fingerprint(), Servers: r.ready, Users: r.userViews(),
+		Name: r.World.Name(), Seed: r.World.Seed, Fingerprint: r.fingerprint, Servers: r.ready, Users: r.userViews(),
 		Total: len(truth), Offset: offset, Limit: limit, Classes: r.Population.Classes,
 		Apps: r.World.appViews(r.ready),
 	}
