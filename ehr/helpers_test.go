@@ -165,50 +165,18 @@ func (e *env) browser() *browser.Browser { return browser.New(nil, appCB) }
 // fill walks login / picker / consent pages until the app callback.
 func fill(t testing.TB, b *browser.Browser, page *browser.Page, user, patient string, decision string) *url.URL {
 	t.Helper()
-	for i := 0; i < 6 && page.Redirect == nil; i++ {
-		var err error
-		switch {
-		case hasForm(page, "password"):
-			f, _ := page.FormWith("password")
-			page, err = b.Submit(context.Background(), f, browser.Submit{Set: map[string]string{"username": user, "password": "pw-" + user}})
-		case hasForm(page, "encounter"):
-			f, _ := page.FormWith("encounter")
-			page, err = b.Submit(context.Background(), f, browser.Submit{})
-		case hasForm(page, "patient"):
-			f, _ := page.FormWith("patient")
-			if f.Method == http.MethodGet {
-				f = &page.Forms[1]
-			}
-			page, err = b.Submit(context.Background(), f, browser.Submit{Set: map[string]string{"patient": patient}})
-		case hasForm(page, "decision"):
-			f, _ := page.FormWith("decision")
-			page, err = b.Submit(context.Background(), f, browser.Submit{Button: "decision=" + decision})
-		default:
-			t.Fatalf("stuck on page %s (%d): %.300s", page.URL, page.Status, page.Body)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if page.Redirect == nil {
-		t.Fatalf("no redirect to app: %s", page.URL)
+	page, err := b.Walk(context.Background(), page,
+		browser.Step{Field: "password", Submit: browser.Submit{Set: map[string]string{"username": user, "password": "pw-" + user}}},
+		browser.Step{Field: "encounter"},
+		browser.Step{Field: "patient", Submit: browser.Submit{Set: map[string]string{"patient": patient}}},
+		browser.Step{Field: "decision", Submit: browser.Submit{Button: "decision=" + decision}})
+	if err != nil {
+		t.Fatalf("no redirect to app: %v: %.300s", err, page.Body)
 	}
 	return page.Redirect
 }
 
-func hasForm(p *browser.Page, name string) bool {
-	for _, f := range p.Forms {
-		if f.Method != http.MethodPost {
-			continue
-		}
-		for _, fl := range append(f.Fields, f.Buttons...) {
-			if fl.Name == name {
-				return true
-			}
-		}
-	}
-	return false
-}
+func hasForm(p *browser.Page, name string) bool { return p.HasPostField(name) }
 
 func postForm(t testing.TB, u string, v url.Values, basicUser, basicPass string, bearer string) (int, map[string]any, http.Header) {
 	t.Helper()

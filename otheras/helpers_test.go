@@ -364,53 +364,17 @@ func (w *world) otherAuthorize(t testing.TB, b *browser.Browser, cfg *oauth2.Con
 // consent (when not nil) receives the consent page.
 func walk(t testing.TB, b *browser.Browser, page *browser.Page, user, patient, decision string, consent func(*browser.Page)) *url.URL {
 	t.Helper()
-	ctx := context.Background()
-	for i := 0; i < 6 && page.Redirect == nil; i++ {
-		var err error
-		switch {
-		case hasForm(page, "password"):
-			f, _ := page.FormWith("password")
-			page, err = b.Submit(ctx, f, browser.Submit{Set: map[string]string{"username": user, "password": "pw-" + user}})
-		case hasForm(page, "decision"):
-			if consent != nil {
-				consent(page)
-			}
-			f, _ := page.FormWith("decision")
-			page, err = b.Submit(ctx, f, browser.Submit{Button: "decision=" + decision})
-		case hasForm(page, "patient"):
-			var f *browser.Form
-			for i := range page.Forms {
-				if page.Forms[i].Method == http.MethodPost {
-					f = &page.Forms[i]
-				}
-			}
-			page, err = b.Submit(ctx, f, browser.Submit{Set: map[string]string{"patient": patient}})
-		default:
-			t.Fatalf("stuck on page %s (%d): %.400s", page.URL, page.Status, page.Body)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if page.Redirect == nil {
-		t.Fatalf("no redirect to app: %s", page.URL)
+	page, err := b.Walk(context.Background(), page,
+		browser.Step{Field: "password", Submit: browser.Submit{Set: map[string]string{"username": user, "password": "pw-" + user}}},
+		browser.Step{Field: "decision", Submit: browser.Submit{Button: "decision=" + decision}, Seen: consent},
+		browser.Step{Field: "patient", Submit: browser.Submit{Set: map[string]string{"patient": patient}}})
+	if err != nil {
+		t.Fatalf("no redirect to app: %v: %.400s", err, page.Body)
 	}
 	return page.Redirect
 }
 
-func hasForm(p *browser.Page, name string) bool {
-	for _, f := range p.Forms {
-		if f.Method != http.MethodPost {
-			continue
-		}
-		for _, fl := range append(f.Fields, f.Buttons...) {
-			if fl.Name == name {
-				return true
-			}
-		}
-	}
-	return false
-}
+func hasForm(p *browser.Page, name string) bool { return p.HasPostField(name) }
 
 // secondLaunch runs the whole second launch for an EHR token and returns
 // the Other token (nil with the callback when it failed).

@@ -181,7 +181,7 @@ func TestRunDeterministic(t *testing.T) {
 // TestRunStartsAndStopsItsOwnWorld runs without a target: the runner starts
 // the scenario's world and closes it, leaving no listener behind.
 func TestRunStartsAndStopsItsOwnWorld(t *testing.T) {
-	sc, err := scenarios.ParseScenario("own.yaml", []byte(`
+	sc := parse(t, "own.yaml", `
 name: own world
 world: {seed: 7}
 flows:
@@ -193,24 +193,15 @@ flows:
         expect: {granted: [patient/*.rs], same_person: true}
       - read: {server: other, path: "Patient/{{other.patient}}"}
         expect: {status: 200, count: 1}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	var ready []string
-	res, err := scenarios.Run(t.Context(), sc, scenarios.RunOptions{OnFlow: func(_ int, _ *report.FlowResult, tf trace.Flow) {
+	runPassing(t, sc, scenarios.RunOptions{OnFlow: func(_ int, _ *report.FlowResult, tf trace.Flow) {
 		for _, e := range tf.Events {
 			if e.To == trace.EHRFHIR && e.URL != "" {
 				ready = append(ready, e.URL)
 			}
 		}
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !report.Passed([]report.Result{res}) {
-		t.Fatalf("own-world run failed:\n%s", textReport(t, []report.Result{res}, false))
-	}
+	}}, 1)
 	if len(ready) == 0 {
 		t.Fatal("no EHR FHIR exchange recorded")
 	}
@@ -224,17 +215,14 @@ flows:
 // TestRunRefusesAnotherWorld: a scenario with its own world cannot run
 // against a target serving another.
 func TestRunRefusesAnotherWorld(t *testing.T) {
-	sc, err := scenarios.ParseScenario("other.yaml", []byte(`
+	sc := parse(t, "other.yaml", `
 world: {seed: 99}
 flows:
   - steps:
       - ehr_launch: {}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	ready := sharedWorld(t).Ready()
-	_, err = scenarios.Run(t.Context(), sc, scenarios.RunOptions{Target: &ready})
+	_, err := scenarios.Run(t.Context(), sc, scenarios.RunOptions{Target: &ready})
 	if err == nil || !strings.Contains(err.Error(), "seed 20250601, the scenario's 99") {
 		t.Fatalf("err = %v, want a world mismatch naming the seeds", err)
 	}
@@ -243,7 +231,7 @@ flows:
 // TestFaultsAreUndone: after a flow with faults and clock skew (even one
 // that fails), the world is healthy and on time.
 func TestFaultsAreUndone(t *testing.T) {
-	sc, err := scenarios.ParseScenario("faults.yaml", []byte(`
+	sc := parse(t, "faults.yaml", `
 flows:
   - name: down and skewed
     faults:
@@ -256,10 +244,7 @@ flows:
       - ehr_launch: {app: sim-sample-app}
       - other_launch: {}
         expect: {error: server_error}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	r := sharedWorld(t)
 	ready := r.Ready()
 	if _, err := scenarios.Run(t.Context(), sc, scenarios.RunOptions{Target: &ready}); err != nil {
@@ -303,6 +288,33 @@ func BenchmarkBundledSuite(b *testing.B) {
 			}
 		}
 	}
+}
+
+// parse parses the scenario src named name.
+func parse(t testing.TB, name, src string) *scenarios.Scenario {
+	t.Helper()
+	sc, err := scenarios.ParseScenario(name, []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sc
+}
+
+// runPassing runs sc with opts and requires every expectation to hold
+// over wantFlows flows.
+func runPassing(t testing.TB, sc *scenarios.Scenario, opts scenarios.RunOptions, wantFlows int) report.Result {
+	t.Helper()
+	res, err := scenarios.Run(t.Context(), sc, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !report.Passed([]report.Result{res}) {
+		t.Fatalf("%s failed:\n%s", sc.Name, textReport(t, []report.Result{res}, false))
+	}
+	if len(res.Flows) != wantFlows {
+		t.Fatalf("%d flows, want %d", len(res.Flows), wantFlows)
+	}
+	return res
 }
 
 // TestRunFeatures runs, in its own world, the steps and faults the bundled
@@ -390,20 +402,7 @@ flows:
       - read: {server: ehr, path: "Patient?_count=2", token: backend}
         expect: {status: 200, count: 2}
 `
-	sc, err := scenarios.ParseScenario("features.yaml", []byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := scenarios.Run(t.Context(), sc, scenarios.RunOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !report.Passed([]report.Result{res}) {
-		t.Fatalf("features failed:\n%s", textReport(t, []report.Result{res}, false))
-	}
-	if len(res.Flows) != 7 {
-		t.Fatalf("%d flows, want 7", len(res.Flows))
-	}
+	runPassing(t, parse(t, "features.yaml", src), scenarios.RunOptions{}, 7)
 }
 
 // TestRunDirectionsFeatures runs, in its own world, what the bundled
@@ -472,27 +471,14 @@ flows:
       - token_exchange: {scope: patient/*.rs, resource: [ehr]}
         expect: {error: invalid_target}
 `
-	sc, err := scenarios.ParseScenario("directions.yaml", []byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := scenarios.Run(t.Context(), sc, scenarios.RunOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !report.Passed([]report.Result{res}) {
-		t.Fatalf("directions features failed:\n%s", textReport(t, []report.Result{res}, false))
-	}
-	if len(res.Flows) != 5 {
-		t.Fatalf("%d flows, want 5", len(res.Flows))
-	}
+	runPassing(t, parse(t, "directions.yaml", src), scenarios.RunOptions{}, 5)
 }
 
 // TestDirectionExpectationsCanFail: wrong expectations on a token
 // exchange and a broker launch fail, each naming the expectation with the
 // wanted and the actual value.
 func TestDirectionExpectationsCanFail(t *testing.T) {
-	sc, err := scenarios.ParseScenario("wrong.yaml", []byte(`
+	sc := parse(t, "wrong.yaml", `
 name: wrong directions
 flows:
   - name: exchange
@@ -526,10 +512,7 @@ flows:
       - broker_launch: {scope: launch patient/*.rs}
         expect:
           additional_tokens: {other: {error: access_denied}}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	ready := sharedWorld(t).Ready()
 	res, err := scenarios.Run(t.Context(), sc, scenarios.RunOptions{Target: &ready})
 	if err != nil {

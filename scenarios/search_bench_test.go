@@ -2,7 +2,6 @@ package scenarios
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/url"
 	"testing"
@@ -14,14 +13,7 @@ import (
 // token from a real EHR launch: the launch patient by identifier, and
 // that patient's Observations.
 func BenchmarkFHIRSearchWithBearer(b *testing.B) {
-	plan, f := benchPlan(b, DirectionEHR)
-	var at, patient string
-	plan.afterFlow = func(fl *flowRun) {
-		at, patient = fl.steps["ehr"].values["access_token"], fl.steps["ehr"].values["patient"]
-	}
-	if kind := plan.runOne(b.Context(), f, 1); kind != "" || at == "" {
-		b.Fatalf("launch: %q", kind)
-	}
+	plan, at, patient := benchLaunch(b)
 	truth := plan.patients[0]
 	if truth.EHRID != patient || len(truth.Identifiers) == 0 {
 		b.Fatalf("launched for %s, want %s with identifiers", patient, truth.EHRID)
@@ -37,35 +29,14 @@ func BenchmarkFHIRSearchWithBearer(b *testing.B) {
 			if n := searchOnce(b, client, u, at); c.name == "Patient-identifier" && n != 1 {
 				b.Fatalf("%s: %d entries, want 1", c.query, n)
 			}
-			b.SetParallelism(8)
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					req, _ := http.NewRequestWithContext(b.Context(), http.MethodGet, u, nil)
-					req.Header.Set("Authorization", "Bearer "+at)
-					resp, err := client.Do(req)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusOK {
-						b.Errorf("status %d", resp.StatusCode)
-						return
-					}
-				}
-			})
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "searches/s")
+			benchBearerGET(b, client, u, at, "searches/s")
 		})
 	}
 }
 
 // searchOnce runs a search and returns its number of entries.
 func searchOnce(b *testing.B, client *http.Client, u, at string) int {
-	req, _ := http.NewRequestWithContext(b.Context(), http.MethodGet, u, nil)
-	req.Header.Set("Authorization", "Bearer "+at)
-	resp, err := client.Do(req)
+	resp, err := bearerGET(b.Context(), client, u, at)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -21,6 +21,8 @@ type Browser struct {
 	client *http.Client
 	// MaxRedirects bounds a redirect chain (default 20).
 	MaxRedirects int
+	// MaxForms bounds the forms one Walk submits (default 6).
+	MaxForms int
 }
 
 // New returns a browser using transport (nil: http.DefaultTransport) that
@@ -127,11 +129,8 @@ func (b *Browser) Do(req *http.Request) (*Page, error) {
 // FormWith returns the first form that has a control or button named name.
 func (p *Page) FormWith(name string) (*Form, bool) {
 	for i := range p.Forms {
-		f := &p.Forms[i]
-		for _, fl := range append(append([]Field{}, f.Fields...), f.Buttons...) {
-			if fl.Name == name {
-				return f, true
-			}
+		if f := &p.Forms[i]; f.has(name) {
+			return f, true
 		}
 	}
 	return nil, false
