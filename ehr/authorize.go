@@ -41,30 +41,6 @@ type launchContext struct {
 	Encounter string `json:"encounter"`
 }
 
-func (s *Server) common(title string) ui.Common {
-	return ui.Common{Title: title, Product: s.cfg.ProductName, StaticURL: s.url("/static")}
-}
-
-// errorPage shows an error the browser cannot be redirected with
-// (RFC 6749 §4.1.2.1: bad client_id or redirect_uri).
-func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, status int, heading, msg string) {
-	if err := s.pages.Render(w, status, ui.PageError, ui.ErrorPage{Common: s.common("Something went wrong"), Heading: heading, Message: msg}); err != nil {
-		s.logError(r.Context(), "render error page", err)
-	}
-}
-
-// showError shows an authkit page error.
-func (s *Server) showError(w http.ResponseWriter, r *http.Request, e *authkit.PageError) {
-	if e.Status == http.StatusMethodNotAllowed {
-		w.Header().Set("Allow", "GET, POST")
-	}
-	s.errorPage(w, r, e.Status, e.Heading, e.Message)
-}
-
-func sameBase(a, b string) bool {
-	return strings.TrimSuffix(a, "/") == strings.TrimSuffix(b, "/")
-}
-
 // looksLikeLaunchToken reports a JWT whose header says launch-token+jwt.
 func looksLikeLaunchToken(v string) bool {
 	if strings.Count(v, ".") != 2 {
@@ -78,7 +54,7 @@ func looksLikeLaunchToken(v string) bool {
 	var hdr struct {
 		Typ string `json:"typ"`
 	}
-	return json.Unmarshal(b, &hdr) == nil && strings.EqualFold(hdr.Typ, "launch-token+jwt")
+	return json.Unmarshal(b, &hdr) == nil && strings.EqualFold(hdr.Typ, authkit.TypLaunchToken)
 }
 
 // handleAuthorize is the authorization endpoint (RFC 6749 §4.1.1, SMART
@@ -87,7 +63,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	ar, show, aerr := authkit.ReadAuthorize(r, s.clients, "resource")
 	if show != nil {
-		s.showError(w, r, show)
+		s.page.Show(w, r, show)
 		return
 	}
 	form, client, redirect, state, challenge := ar.Form, ar.Client, ar.RedirectURI, ar.State, ar.Challenge
@@ -201,7 +177,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 // governed returns the governed server whose FHIR base is base.
 func (s *Server) governed(base string) (Governed, bool) {
 	for _, g := range s.cfg.Governed {
-		if sameBase(base, g.FHIRBase) {
+		if authkit.SameBase(base, g.FHIRBase) {
 			return g, true
 		}
 	}
@@ -224,13 +200,13 @@ func (s *Server) tokenAudience(aud string, resources []string) ([]string, *authk
 	}
 	if aud != "" {
 		_, gov := s.governed(aud)
-		if !sameBase(aud, s.cfg.FHIRBase) && !gov {
+		if !authkit.SameBase(aud, s.cfg.FHIRBase) && !gov {
 			return nil, authkit.ErrInvalidRequest.With("aud does not name this FHIR server")
 		}
 		add(aud)
 	}
 	for _, res := range resources {
-		if _, gov := s.governed(res); gov || sameBase(res, s.cfg.FHIRBase) {
+		if _, gov := s.governed(res); gov || authkit.SameBase(res, s.cfg.FHIRBase) {
 			add(res)
 		}
 	}
@@ -252,12 +228,12 @@ func (s *Server) launchAudience(resources []string) ([]string, *authkit.Error) {
 	}
 	var aud []string
 	for _, res := range resources {
-		if _, gov := s.governed(res); gov || sameBase(res, s.cfg.FHIRBase) {
+		if _, gov := s.governed(res); gov || authkit.SameBase(res, s.cfg.FHIRBase) {
 			continue
 		}
 		found := false
 		for _, p := range s.cfg.Partners {
-			if sameBase(res, p.FHIRBase) {
+			if authkit.SameBase(res, p.FHIRBase) {
 				if !slices.Contains(aud, p.Issuer) {
 					aud = append(aud, p.Issuer)
 				}
@@ -430,7 +406,7 @@ func (s *Server) pendingRequest(w http.ResponseWriter, r *http.Request) (*authRe
 	req := new(authRequest)
 	form, show := s.requests.Open(r, req)
 	if show != nil {
-		s.showError(w, r, show)
+		s.page.Show(w, r, show)
 		return nil, nil, false
 	}
 	return req, form, true
@@ -450,17 +426,17 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	page := ui.LoginPage{Common: s.common("Sign in"), AppName: s.appName(req.ClientID), Username: req.LoginHint, Hint: s.cfg.LoginHint}
+	page := ui.LoginPage{Common: s.page.Common("Sign in"), AppName: s.appName(req.ClientID), Username: req.LoginHint, Hint: s.cfg.LoginHint}
 	page.CSRF, page.Action = req.CSRF, s.pageURL("login", req)
 	if form == nil {
-		_ = s.pages.Render(w, http.StatusOK, ui.PageLogin, page)
+		_ = s.page.Render(w, http.StatusOK, ui.PageLogin, page)
 		return
 	}
 	username := form.Get("username")
 	user, err := s.cfg.Users.Authenticate(ctx, username, form.Get("password"))
 	if err != nil {
 		page.Username, page.Error = username, "The username or password is not correct."
-		_ = s.pages.Render(w, http.StatusOK, ui.PageLogin, page)
+		_ = s.page.Render(w, http.StatusOK, ui.PageLogin, page)
 		return
 	}
 	now := s.cfg.Now().Unix()
@@ -468,7 +444,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	sess := &authkit.Session{ID: authkit.RandomString(24), Username: user.Username, AuthTime: now}
 	if err := s.sessions.Save(ctx, sess); err != nil {
 		s.logError(ctx, "save session", err)
-		s.errorPage(w, r, http.StatusInternalServerError, "Internal server error.", "Try again later.")
+		s.page.Error(w, r, http.StatusInternalServerError, "Internal server error.", "Try again later.")
 		return
 	}
 	s.sessions.SetCookie(w, sess.ID)
@@ -484,7 +460,7 @@ func (s *Server) handlePick(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	page := ui.PickerPage{Common: s.common("Choose a patient"), AppName: s.appName(req.ClientID)}
+	page := ui.PickerPage{Common: s.page.Common("Choose a patient"), AppName: s.appName(req.ClientID)}
 	page.CSRF, page.Action = req.CSRF, s.pageURL("pick", req)
 	if req.Username == "" {
 		http.Redirect(w, r, s.pageURL("login", req), http.StatusSeeOther)
@@ -522,7 +498,7 @@ func (s *Server) handlePick(w http.ResponseWriter, r *http.Request) {
 		for _, e := range encs {
 			page.Encounters = append(page.Encounters, ui.PickerOption{Value: e.ID, Label: e.Label})
 		}
-		_ = s.pages.Render(w, http.StatusOK, ui.PagePicker, page)
+		_ = s.page.Render(w, http.StatusOK, ui.PagePicker, page)
 		return
 	}
 	page.Query = r.URL.Query().Get("q")
@@ -533,7 +509,7 @@ func (s *Server) handlePick(w http.ResponseWriter, r *http.Request) {
 	for _, p := range pts {
 		page.Patients = append(page.Patients, ui.PickerOption{Value: p.ID, Label: p.Name, Detail: strings.TrimSpace(p.BirthDate + " " + p.Gender + " " + p.MRN)})
 	}
-	_ = s.pages.Render(w, http.StatusOK, ui.PagePicker, page)
+	_ = s.page.Render(w, http.StatusOK, ui.PagePicker, page)
 }
 
 // handleConsent shows the asks with a checkbox per scope and takes the
@@ -569,7 +545,7 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	page := ui.ConsentPage{Common: s.common("Allow access"), AppName: s.appName(req.ClientID), Server: s.cfg.FHIRBase}
+	page := ui.ConsentPage{Common: s.page.Common("Allow access"), AppName: s.appName(req.ClientID), Server: s.cfg.FHIRBase}
 	page.CSRF, page.Action = req.CSRF, s.pageURL("consent", req)
 	if u, err := s.cfg.Users.Lookup(ctx, req.Username); err == nil {
 		page.UserName = u.DisplayName
@@ -597,7 +573,7 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 	if len(offered) == 0 {
 		page.Notes = append(page.Notes, "The app asked for nothing this server can grant.")
 	}
-	_ = s.pages.Render(w, http.StatusOK, ui.PageConsent, page)
+	_ = s.page.Render(w, http.StatusOK, ui.PageConsent, page)
 }
 
 // governedNames names the governed servers among aud: "Org (base)".
@@ -627,7 +603,7 @@ func (s *Server) partnerNames(aud []string) []string {
 				continue
 			}
 			for _, o := range s.cfg.Others {
-				if sameBase(o.FHIRBase, p.FHIRBase) && o.Name != "" {
+				if authkit.SameBase(o.FHIRBase, p.FHIRBase) && o.Name != "" {
 					name = o.Name + " (" + p.FHIRBase + ")"
 				}
 			}
@@ -722,7 +698,7 @@ var errHint = errors.New("bad id_token_hint")
 func (s *Server) idTokenHintSubject(hint, clientID string) (string, bool) {
 	var c authkit.IDClaims
 	v, err := s.signer.Verify(hint, &c)
-	if err != nil || v.Type == typAccess || v.Type == typLaunchToken || c.Iss != s.cfg.Issuer || c.Aud != clientID {
+	if err != nil || v.Type == authkit.TypAccess || v.Type == authkit.TypLaunchToken || c.Iss != s.cfg.Issuer || c.Aud != clientID {
 		return "", false
 	}
 	return c.Sub, true

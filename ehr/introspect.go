@@ -72,7 +72,7 @@ func (s *Server) introspect(ctx context.Context, who caller, tok string) map[str
 			return inactive
 		}
 		switch v.Type {
-		case typAccess:
+		case authkit.TypAccess:
 			a, err := s.VerifyAccess(ctx, tok)
 			if err != nil || (!who.any && a.ClientID != who.clientID) {
 				return inactive
@@ -82,9 +82,9 @@ func (s *Server) introspect(ctx context.Context, who caller, tok string) map[str
 				s.addSoftwareID(out, a.ClientID)
 			}
 			return out
-		case typLaunchToken:
+		case authkit.TypLaunchToken:
 			return s.introspectLaunchToken(ctx, who, tok)
-		case typIDToken:
+		case authkit.TypIDToken:
 			return s.introspectIDToken(who, tok)
 		}
 		return inactive
@@ -204,23 +204,5 @@ func (s *Server) introspectLaunchToken(ctx context.Context, who caller, tok stri
 // handleRevoke is RFC 7009 for access and refresh tokens; revoking a
 // refresh token revokes its whole family.
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	who, form, ok := authkit.ReadClientRequest(w, r, s.auth, false)
-	if !ok {
-		return
-	}
-	tok := form.Get("token")
-	if tok == "" {
-		authkit.WriteError(w, authkit.ErrInvalidRequest.With("token is required"), false)
-		return
-	}
-	if a, err := s.VerifyAccess(ctx, tok); err == nil {
-		if a.ClientID == who.Client.ID {
-			s.revocations.RevokeJTI(ctx, a.TokenID, a.Expires)
-		}
-	} else {
-		s.refresh.Revoke(ctx, tok, who.Client.ID)
-	}
-	authkit.NoStore(w)
-	w.WriteHeader(http.StatusOK)
+	s.refresh.ServeRevoke(w, r, s.auth, s.VerifyAccess)
 }

@@ -21,7 +21,7 @@ type Server struct {
 	signer    *authkit.Signer
 	clients   *authkit.Registry
 	auth      *authkit.ClientAuthenticator
-	pages     *ui.Templates
+	page      authkit.Pages // sign-in, picker, consent and error pages
 
 	sessions    *authkit.Sessions
 	requests    *authkit.PendingRequests
@@ -65,16 +65,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		accessCache: map[string]*cachedAccess{},
 		consents:    map[string]string{},
 	}
-	if cfg.DataPath != "" {
-		db, err := sqlitedb.Open(ctx, cfg.DataPath, authkit.Migrations())
-		if err != nil {
-			return nil, fmt.Errorf("open ehr auth store: %w", err)
-		}
-		s.db = db
-		s.durable = &authkit.SQLStore{Write: db.Write, Read: db.Read, Now: cfg.Now}
-	} else {
-		s.durable = authkit.NewMemStore(cfg.Now)
+	db, durable, err := authkit.OpenStore(ctx, cfg.DataPath, cfg.Now)
+	if err != nil {
+		return nil, fmt.Errorf("open ehr auth store: %w", err)
 	}
+	s.db, s.durable = db, durable
 	if err := s.init(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -84,10 +79,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 
 func (s *Server) init(ctx context.Context) error {
 	var err error
-	if s.pages, err = ui.Load(nil); err == nil {
-		s.pages.FrameAncestors = s.cfg.FrameAncestors
-	}
-	if err != nil {
+	if s.page, err = authkit.LoadPages(s.cfg.ProductName, s.url("/static"), s.cfg.FrameAncestors, s.cfg.Logger); err != nil {
 		return err
 	}
 	if s.signer, err = authkit.NewSigner(ctx, s.durable, s.cfg.Now); err != nil {

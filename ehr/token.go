@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"net/url"
 	"slices"
 	"strconv"
@@ -13,13 +12,6 @@ import (
 
 	"github.com/smart-sim/sim/internal/authkit"
 	"github.com/smart-sim/sim/internal/scope"
-)
-
-// JWT typ headers tell the kinds of token apart.
-const (
-	typAccess      = "at+jwt"
-	typLaunchToken = "launch-token+jwt"
-	typIDToken     = "JWT"
 )
 
 // grantData is what a code or refresh token stands for.
@@ -166,29 +158,12 @@ func (s *Server) revokeReplayed(ctx context.Context, marker []byte) {
 
 // grantRefresh is the refresh_token grant (RFC 6749 §6) with rotation.
 func (s *Server) grantRefresh(ctx context.Context, c *authkit.Client, form url.Values) (*TokenResponse, error) {
-	if !c.HasGrant(authkit.GrantRefreshToken) {
-		return nil, authkit.ErrUnauthorizedClient.With("client is not registered for refresh_token")
-	}
-	tok := form.Get("refresh_token")
-	if tok == "" {
-		return nil, authkit.ErrInvalidRequest.With("refresh_token is required")
-	}
-	rt, err := s.refresh.Redeem(ctx, tok, c.ID)
-	if err != nil {
-		return nil, err
-	}
 	var g grantData
-	if err := json.Unmarshal(rt.Record, &g); err != nil {
-		return nil, fmt.Errorf("decode refresh token: %w", err)
-	}
-	issueScopes, err := authkit.DownScope(g.Scopes, form.Get("scope"))
+	set, err := s.refresh.Grant(ctx, c, form, &g)
 	if err != nil {
 		return nil, err
 	}
-	if err := rt.Rotate(ctx); err != nil {
-		return nil, err
-	}
-	return s.issueWith(ctx, c, g, issueScopes, authkit.RandomString(16), "")
+	return s.issueWith(ctx, c, g, set, authkit.RandomString(16), "")
 }
 
 func (s *Server) grantClientCredentials(ctx context.Context, c *authkit.Client, form url.Values) (*TokenResponse, error) {
@@ -214,7 +189,7 @@ func (s *Server) grantClientCredentials(ctx context.Context, c *authkit.Client, 
 		Exp: now.Add(life).Unix(), Iat: now.Unix(), Jti: authkit.RandomString(16),
 		ClientID: c.ID, Scope: granted.String(),
 	}
-	at, err := s.signer.SignMAC(claims, typAccess)
+	at, err := s.signer.SignMAC(claims, authkit.TypAccess)
 	if err != nil {
 		return nil, err
 	}
@@ -307,7 +282,7 @@ func (s *Server) issueWith(ctx context.Context, c *authkit.Client, g grantData, 
 		// Confined to their own Patient whatever the scopes.
 		claims.Patient, claims.PatientUser = user.PatientID, true
 	}
-	at, err := s.signer.SignMAC(claims, typAccess)
+	at, err := s.signer.SignMAC(claims, authkit.TypAccess)
 	if err != nil {
 		return nil, err
 	}
@@ -323,7 +298,7 @@ func (s *Server) issueWith(ctx context.Context, c *authkit.Client, g grantData, 
 		if set.Has("profile") {
 			idc.Name, idc.Username = user.DisplayName, user.Username
 		}
-		if resp.IDToken, err = s.signer.Sign(idc, typIDToken); err != nil {
+		if resp.IDToken, err = s.signer.Sign(idc, authkit.TypIDToken); err != nil {
 			return nil, err
 		}
 	}
@@ -359,12 +334,12 @@ const (
 func (s *Server) audRoles(bases []string) []string {
 	var out []string
 	for _, b := range bases {
-		if sameBase(b, s.cfg.FHIRBase) {
+		if authkit.SameBase(b, s.cfg.FHIRBase) {
 			out = append(out, roleSelf)
 			continue
 		}
 		for i, g := range s.cfg.Governed {
-			if sameBase(b, g.FHIRBase) {
+			if authkit.SameBase(b, g.FHIRBase) {
 				out = append(out, roleGoverned+strconv.Itoa(i))
 				break
 			}
@@ -392,7 +367,7 @@ func (s *Server) audBases(g grantData) []string {
 	}
 	if len(g.AudRoles) == 0 {
 		for _, b := range g.Aud {
-			if sameBase(b, s.cfg.FHIRBase) {
+			if authkit.SameBase(b, s.cfg.FHIRBase) {
 				add(s.cfg.FHIRBase)
 			} else if gv, ok := s.governed(b); ok {
 				add(gv.FHIRBase)
@@ -440,5 +415,5 @@ func (s *Server) launchToken(c *authkit.Client, g grantData, user User, now time
 		Iat: now.Unix(), Exp: now.Add(s.cfg.Lifetimes.LaunchToken).Unix(), Jti: jti,
 		FHIRUser: s.absolute(user.FHIRUser), FHIRContext: ctxs,
 	}
-	return s.signer.Sign(claims, typLaunchToken)
+	return s.signer.Sign(claims, authkit.TypLaunchToken)
 }

@@ -34,7 +34,7 @@ func (s *Server) VerifyAccess(ctx context.Context, bearer string) (*authkit.Acce
 // is refused.
 func (s *Server) VerifyAccessAt(base string) func(ctx context.Context, bearer string) (*authkit.Access, error) {
 	base = strings.TrimSuffix(base, "/")
-	if sameBase(base, s.cfg.FHIRBase) {
+	if authkit.SameBase(base, s.cfg.FHIRBase) {
 		return s.VerifyAccess
 	}
 	_, ok := s.governed(base)
@@ -96,7 +96,7 @@ type cachedAccess struct {
 func (s *Server) parseAccess(bearer string) (*cachedAccess, error) {
 	var c accessClaims
 	v, err := s.signer.Verify(bearer, &c)
-	if err != nil || v.Type != typAccess {
+	if err != nil || v.Type != authkit.TypAccess {
 		return nil, ErrInvalidToken
 	}
 	if c.Iss != s.cfg.Issuer || len(c.Aud) == 0 || c.Jti == "" || c.Exp == 0 {

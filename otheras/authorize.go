@@ -35,30 +35,6 @@ type authRequest struct {
 	Refusal     string            `json:"refusal"`
 }
 
-func (s *Server) common(title string) ui.Common {
-	return ui.Common{Title: title, Product: s.cfg.ProductName, StaticURL: s.url("/static")}
-}
-
-// errorPage shows an error the browser cannot be redirected with
-// (RFC 6749 §4.1.2.1: bad client_id or redirect_uri).
-func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, status int, heading, msg string) {
-	if err := s.pages.Render(w, status, ui.PageError, ui.ErrorPage{Common: s.common("Something went wrong"), Heading: heading, Message: msg}); err != nil {
-		s.logError(r.Context(), "render error page", err)
-	}
-}
-
-// showError shows an authkit page error.
-func (s *Server) showError(w http.ResponseWriter, r *http.Request, e *authkit.PageError) {
-	if e.Status == http.StatusMethodNotAllowed {
-		w.Header().Set("Allow", "GET, POST")
-	}
-	s.errorPage(w, r, e.Status, e.Heading, e.Message)
-}
-
-func sameBase(a, b string) bool {
-	return strings.TrimSuffix(a, "/") == strings.TrimSuffix(b, "/")
-}
-
 // flowOf is the request's trace flow: FlowHeader's, else a new one. The
 // inbound recording is attributed to it.
 func flowOf(ctx context.Context) (context.Context, string) {
@@ -87,7 +63,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	ctx, flow := flowOf(r.Context())
 	ar, show, aerr := authkit.ReadAuthorize(r, s.clients)
 	if show != nil {
-		s.showError(w, r, show)
+		s.page.Show(w, r, show)
 		return
 	}
 	form, client, redirect, state := ar.Form, ar.Client, ar.RedirectURI, ar.State
@@ -98,7 +74,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		fail(aerr)
 		return
 	}
-	if aud := form.Get("aud"); aud == "" || !sameBase(aud, s.cfg.FHIRBase) {
+	if aud := form.Get("aud"); aud == "" || !authkit.SameBase(aud, s.cfg.FHIRBase) {
 		fail(authkit.ErrInvalidRequest.With("aud must name this FHIR server"))
 		return
 	}
@@ -278,7 +254,7 @@ func (s *Server) pendingRequest(w http.ResponseWriter, r *http.Request) (*authRe
 		trace.Attribute(r.Context(), req.Flow)
 	}
 	if show != nil {
-		s.showError(w, r, show)
+		s.page.Show(w, r, show)
 		return nil, nil, false
 	}
 	return req, form, true
@@ -298,30 +274,30 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	page := ui.LoginPage{Common: s.common("Sign in"), AppName: s.appName(req.ClientID), Hint: s.cfg.LoginHint}
+	page := ui.LoginPage{Common: s.page.Common("Sign in"), AppName: s.appName(req.ClientID), Hint: s.cfg.LoginHint}
 	page.CSRF, page.Action = req.CSRF, s.pageURL("login", req)
 	if form == nil {
-		_ = s.pages.Render(w, http.StatusOK, ui.PageLogin, page)
+		_ = s.page.Render(w, http.StatusOK, ui.PageLogin, page)
 		return
 	}
 	username := form.Get("username")
 	user, err := s.cfg.Users.Authenticate(ctx, username, form.Get("password"))
 	if err != nil {
 		page.Username, page.Error = username, "The username or password is not correct."
-		_ = s.pages.Render(w, http.StatusOK, ui.PageLogin, page)
+		_ = s.page.Render(w, http.StatusOK, ui.PageLogin, page)
 		return
 	}
 	if req.LaunchUser != "" && user.Username != req.LaunchUser {
 		// The app was launched by another user at the EHR.
 		page.Username, page.Error = username, "Sign in as the user who opened the app in the EHR."
-		_ = s.pages.Render(w, http.StatusOK, ui.PageLogin, page)
+		_ = s.page.Render(w, http.StatusOK, ui.PageLogin, page)
 		return
 	}
 	now := s.cfg.Now().Unix()
 	sess := &authkit.Session{ID: authkit.RandomString(24), Username: user.Username, AuthTime: now}
 	if err := s.sessions.Save(ctx, sess); err != nil {
 		s.logError(ctx, "save session", err)
-		s.errorPage(w, r, http.StatusInternalServerError, "Internal server error.", "Try again later.")
+		s.page.Error(w, r, http.StatusInternalServerError, "Internal server error.", "Try again later.")
 		return
 	}
 	s.sessions.SetCookie(w, sess.ID)
@@ -341,7 +317,7 @@ func (s *Server) handlePick(w http.ResponseWriter, r *http.Request) {
 		s.advance(w, r, req)
 		return
 	}
-	page := ui.PickerPage{Common: s.common("Choose a patient"), AppName: s.appName(req.ClientID)}
+	page := ui.PickerPage{Common: s.page.Common("Choose a patient"), AppName: s.appName(req.ClientID)}
 	page.CSRF, page.Action = req.CSRF, s.pageURL("pick", req)
 	if form != nil {
 		if id := form.Get("patient"); id != "" {
@@ -363,7 +339,7 @@ func (s *Server) handlePick(w http.ResponseWriter, r *http.Request) {
 	for _, p := range pts {
 		page.Patients = append(page.Patients, ui.PickerOption{Value: p.ID, Label: p.Name, Detail: strings.TrimSpace(p.BirthDate + " " + p.Gender)})
 	}
-	_ = s.pages.Render(w, http.StatusOK, ui.PagePicker, page)
+	_ = s.page.Render(w, http.StatusOK, ui.PagePicker, page)
 }
 
 // handleConsent shows every scope granted or refused (with the reason)
@@ -406,7 +382,7 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	page := ui.ConsentPage{Common: s.common("Allow access"), AppName: s.appName(req.ClientID), Server: s.cfg.FHIRBase}
+	page := ui.ConsentPage{Common: s.page.Common("Allow access"), AppName: s.appName(req.ClientID), Server: s.cfg.FHIRBase}
 	page.CSRF, page.Action = req.CSRF, s.pageURL("consent", req)
 	if u, err := s.cfg.Users.Lookup(ctx, req.Username); err == nil {
 		page.UserName = u.DisplayName
@@ -440,7 +416,7 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 		}
 		page.Scopes = append(page.Scopes, cs)
 	}
-	_ = s.pages.Render(w, http.StatusOK, ui.PageConsent, page)
+	_ = s.page.Render(w, http.StatusOK, ui.PageConsent, page)
 }
 
 // Describe says what a scope lets an app do, in plain words.

@@ -96,12 +96,12 @@ func (s *Server) parseExchange(form url.Values) (*exchangeRequest, *authkit.Erro
 	}
 	for _, r := range form["resource"] {
 		u, err := url.Parse(r)
-		if err != nil || !u.IsAbs() || u.Fragment != "" || !sameBase(r, s.cfg.FHIRBase) {
+		if err != nil || !u.IsAbs() || u.Fragment != "" || !authkit.SameBase(r, s.cfg.FHIRBase) {
 			return nil, authkit.ErrInvalidTarget.With("resource must be " + s.cfg.FHIRBase + ", the only server this authorization server governs")
 		}
 	}
 	for _, a := range form["audience"] {
-		if !sameBase(a, s.cfg.FHIRBase) && !sameBase(a, s.cfg.Issuer) {
+		if !authkit.SameBase(a, s.cfg.FHIRBase) && !authkit.SameBase(a, s.cfg.Issuer) {
 			return nil, authkit.ErrInvalidTarget.With("audience must be " + s.cfg.FHIRBase + " or " + s.cfg.Issuer)
 		}
 	}
@@ -125,11 +125,11 @@ func (s *Server) parseExchange(form url.Values) (*exchangeRequest, *authkit.Erro
 	jt = strings.TrimPrefix(strings.ToLower(jt), "application/")
 	req := &exchangeRequest{Subject: raw, Token: tok, Scopes: set}
 	switch {
-	case typ == TokenTypeIDToken && jt == typLaunchToken:
+	case typ == TokenTypeIDToken && jt == authkit.TypLaunchToken:
 		req.Kind = subjectLaunchToken
 	case typ == TokenTypeIDToken && (jt == "jwt" || jt == ""):
 		req.Kind = subjectIDToken
-	case typ == TokenTypeAccessToken && jt == typAccess:
+	case typ == TokenTypeAccessToken && jt == authkit.TypAccess:
 		req.Kind = subjectAccessToken
 	case typ == TokenTypeIDToken:
 		return nil, authkit.ErrInvalidRequest.With("subject_token is not an id_token or launch-token (subject_token_type does not match the token)")

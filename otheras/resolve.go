@@ -15,7 +15,6 @@ import (
 
 // Launch-token shape (flows.md A.4 and Decisions).
 const (
-	typLaunchToken = "launch-token+jwt"
 	// RoleLaunchFullURL marks a fhirContext entry naming a resource on
 	// another server by full URL.
 	RoleLaunchFullURL = "urn:sim:launch-full-url"
@@ -71,7 +70,7 @@ func (s *Server) resolveLaunch(ctx context.Context, flow string, client *authkit
 		return nil, refuse("launch-token?", "launch is not a launch-token signed with RS256")
 	}
 	h := tok.Headers[0]
-	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); !strings.EqualFold(typ, typLaunchToken) {
+	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); !strings.EqualFold(typ, authkit.TypLaunchToken) {
 		return nil, refuse("launch-token?", "launch is not a launch-token (an id_token or access token is never accepted as launch)")
 	}
 	var unverified launchTokenClaims

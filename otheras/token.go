@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -14,12 +13,6 @@ import (
 
 	"github.com/smart-sim/sim/internal/authkit"
 	"github.com/smart-sim/sim/internal/scope"
-)
-
-// JWT typ headers.
-const (
-	typAccess  = "at+jwt"
-	typIDToken = "JWT"
 )
 
 // grantData is what a code or refresh token stands for.
@@ -150,29 +143,12 @@ func (s *Server) grantCode(ctx context.Context, c *authkit.Client, form url.Valu
 
 // grantRefresh is the refresh_token grant (RFC 6749 §6) with rotation.
 func (s *Server) grantRefresh(ctx context.Context, c *authkit.Client, form url.Values) (*TokenResponse, error) {
-	if !c.HasGrant(authkit.GrantRefreshToken) {
-		return nil, authkit.ErrUnauthorizedClient.With("client is not registered for refresh_token")
-	}
-	tok := form.Get("refresh_token")
-	if tok == "" {
-		return nil, authkit.ErrInvalidRequest.With("refresh_token is required")
-	}
-	rt, err := s.refresh.Redeem(ctx, tok, c.ID)
-	if err != nil {
-		return nil, err
-	}
 	var g grantData
-	if err := json.Unmarshal(rt.Record, &g); err != nil {
-		return nil, fmt.Errorf("decode refresh token: %w", err)
-	}
-	issue, err := authkit.DownScope(g.Scopes, form.Get("scope"))
+	set, err := s.refresh.Grant(ctx, c, form, &g)
 	if err != nil {
 		return nil, err
 	}
-	if err := rt.Rotate(ctx); err != nil {
-		return nil, err
-	}
-	return s.issue(ctx, c, g, issue, authkit.RandomString(16), false)
+	return s.issue(ctx, c, g, set, authkit.RandomString(16), false)
 }
 
 // issue mints the token response for a user grant. The access token is
@@ -212,7 +188,7 @@ func (s *Server) issue(ctx context.Context, c *authkit.Client, g grantData, set 
 		Exp: now.Add(life).Unix(), Iat: now.Unix(), Jti: jti, ClientID: c.ID,
 		Scope: set.String(), Patient: patient, EHRPatient: ehrPatient, FHIRUser: fhirUser, Family: g.Family,
 	}
-	at, err := s.signer.SignMAC(claims, typAccess)
+	at, err := s.signer.SignMAC(claims, authkit.TypAccess)
 	if err != nil {
 		return nil, err
 	}
@@ -225,7 +201,7 @@ func (s *Server) issue(ctx context.Context, c *authkit.Client, g grantData, set 
 		if set.Has("profile") {
 			idc.Name, idc.Username = user.DisplayName, user.Username
 		}
-		if resp.IDToken, err = s.signer.Sign(idc, typIDToken); err != nil {
+		if resp.IDToken, err = s.signer.Sign(idc, authkit.TypIDToken); err != nil {
 			return nil, err
 		}
 	}
@@ -291,7 +267,7 @@ func (s *Server) parseAccess(bearer string) (*authkit.Access, *accessClaims, err
 	}
 	var c accessClaims
 	v, err := s.signer.Verify(bearer, &c)
-	if err != nil || v.Type != typAccess {
+	if err != nil || v.Type != authkit.TypAccess {
 		return nil, nil, ErrInvalidToken
 	}
 	if c.Iss != s.cfg.Issuer || !slices.Contains(c.Aud, s.cfg.FHIRBase) || c.Jti == "" || c.Exp == 0 {
@@ -366,23 +342,5 @@ func (s *Server) introspect(ctx context.Context, clientID, tok string) map[strin
 // refresh token revokes its whole family. Another client's token: 200,
 // nothing revoked.
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	who, form, ok := authkit.ReadClientRequest(w, r, s.auth, false)
-	if !ok {
-		return
-	}
-	tok := form.Get("token")
-	if tok == "" {
-		authkit.WriteError(w, authkit.ErrInvalidRequest.With("token is required"), false)
-		return
-	}
-	if a, _, err := s.parseAccess(tok); err == nil {
-		if a.ClientID == who.Client.ID {
-			s.revocations.RevokeJTI(ctx, a.TokenID, a.Expires)
-		}
-	} else {
-		s.refresh.Revoke(ctx, tok, who.Client.ID)
-	}
-	authkit.NoStore(w)
-	w.WriteHeader(http.StatusOK)
+	s.refresh.ServeRevoke(w, r, s.auth, s.VerifyAccess)
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -310,4 +312,59 @@ func DownScope(grant, asked string) (scope.Set, error) {
 		return nil, ErrInvalidScope.With("scope exceeds the original grant")
 	}
 	return set, nil
+}
+
+// Grant is the refresh_token grant (RFC 6749 §6) with rotation for
+// client c: it redeems form's refresh_token, decodes the stored record
+// into rec, rotates the token and returns the scopes to issue (the
+// grant's, or the asked subset of them).
+func (f *RefreshFamilies) Grant(ctx context.Context, c *Client, form url.Values, rec any) (scope.Set, error) {
+	if !c.HasGrant(GrantRefreshToken) {
+		return nil, ErrUnauthorizedClient.With("client is not registered for refresh_token")
+	}
+	tok := form.Get("refresh_token")
+	if tok == "" {
+		return nil, ErrInvalidRequest.With("refresh_token is required")
+	}
+	rt, err := f.Redeem(ctx, tok, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(rt.Record, rec); err != nil {
+		return nil, fmt.Errorf("decode refresh token: %w", err)
+	}
+	set, err := DownScope(rt.Scopes, form.Get("scope"))
+	if err != nil {
+		return nil, err
+	}
+	if err := rt.Rotate(ctx); err != nil {
+		return nil, err
+	}
+	return set, nil
+}
+
+// ServeRevoke is RFC 7009 for access and refresh tokens of the
+// authenticated client: access reads an access token of this server (an
+// error: it is none, so tok is tried as a refresh token, whose whole
+// family is revoked). Another client's token: 200, nothing revoked.
+func (f *RefreshFamilies) ServeRevoke(w http.ResponseWriter, r *http.Request, auth *ClientAuthenticator, access func(ctx context.Context, tok string) (*Access, error)) {
+	ctx := r.Context()
+	who, form, ok := ReadClientRequest(w, r, auth, false)
+	if !ok {
+		return
+	}
+	tok := form.Get("token")
+	if tok == "" {
+		WriteError(w, ErrInvalidRequest.With("token is required"), false)
+		return
+	}
+	if a, err := access(ctx, tok); err == nil {
+		if a.ClientID == who.Client.ID {
+			f.Revocations.RevokeJTI(ctx, a.TokenID, a.Expires)
+		}
+	} else {
+		f.Revoke(ctx, tok, who.Client.ID)
+	}
+	NoStore(w)
+	w.WriteHeader(http.StatusOK)
 }

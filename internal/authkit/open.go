@@ -1,0 +1,23 @@
+package authkit
+
+import (
+	"context"
+	"time"
+
+	"github.com/smart-sim/sim/internal/sqlitedb"
+)
+
+// OpenStore opens an authorization server's durable store (keys, clients,
+// refresh tokens, revocations): a SQLite file at path with Migrations, or,
+// with path empty, a MemStore (the returned *sqlitedb.DB is nil then). The
+// caller closes the DB.
+func OpenStore(ctx context.Context, path string, now func() time.Time) (*sqlitedb.DB, Store, error) {
+	if path == "" {
+		return nil, NewMemStore(now), nil
+	}
+	db, err := sqlitedb.Open(ctx, path, Migrations())
+	if err != nil {
+		return nil, nil, err
+	}
+	return db, &SQLStore{Write: db.Write, Read: db.Read, Now: now}, nil
+}
