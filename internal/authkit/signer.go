@@ -14,6 +14,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/smart-sim/sim/internal/rsasign"
 )
 
 const keyBucket = "signing_keys"
@@ -31,7 +33,24 @@ type signingKey struct {
 	priv    *rsa.PrivateKey
 	created time.Time
 	retire  time.Time
-	signers sync.Map // typ -> jose.Signer
+	fast    *rsasign.Key // RS256 signatures, on OpenSSL where available
+	signers sync.Map     // typ -> jose.Signer
+}
+
+// opaque adapts the key to go-jose: it signs through rsasign.
+type opaque struct{ k *signingKey }
+
+func (o opaque) Public() *jose.JSONWebKey {
+	return &jose.JSONWebKey{Key: o.k.fast.Public(), KeyID: o.k.kid, Algorithm: string(jose.RS256), Use: "sig"}
+}
+
+func (o opaque) Algs() []jose.SignatureAlgorithm { return []jose.SignatureAlgorithm{jose.RS256} }
+
+func (o opaque) SignPayload(payload []byte, alg jose.SignatureAlgorithm) ([]byte, error) {
+	if alg != jose.RS256 {
+		return nil, fmt.Errorf("sign: algorithm %s not supported", alg)
+	}
+	return o.k.fast.SignSHA256(payload)
 }
 
 // signerFor returns a cached signer that writes typ into the header.
@@ -40,7 +59,7 @@ func (k *signingKey) signerFor(typ string) (jose.Signer, error) {
 		return v.(jose.Signer), nil
 	}
 	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ))
-	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: k.priv, KeyID: k.kid}}, opts)
+	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: opaque{k}}, opts)
 	if err != nil {
 		return nil, fmt.Errorf("make signer: %w", err)
 	}
@@ -169,7 +188,11 @@ func newSigningKey(kid string, priv *rsa.PrivateKey, created, retire time.Time) 
 	if err := priv.Validate(); err != nil {
 		return nil, fmt.Errorf("signing key %s: %w", kid, err)
 	}
-	return &signingKey{kid: kid, priv: priv, created: created, retire: retire}, nil
+	fast, err := rsasign.New(priv)
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", kid, err)
+	}
+	return &signingKey{kid: kid, priv: priv, fast: fast, created: created, retire: retire}, nil
 }
 
 // Rotate creates a new active key. The previous active key stays published

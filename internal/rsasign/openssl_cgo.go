@@ -1,0 +1,36 @@
+//go:build cgo && linux
+
+package rsasign
+
+import (
+	"crypto"
+	"crypto/rsa"
+	"math/big"
+
+	"github.com/golang-fips/openssl/v2"
+	"github.com/golang-fips/openssl/v2/bbig"
+)
+
+// libcrypto is the shared library loaded at run time (Debian: libssl3).
+const libcrypto = "libcrypto.so.3"
+
+func load() { loaded = openssl.Init(libcrypto) == nil }
+
+type opensslKey struct{ k *openssl.PrivateKeyRSA }
+
+func newNative(priv *rsa.PrivateKey) (native, error) {
+	if !Available() || len(priv.Primes) != 2 {
+		return nil, nil
+	}
+	pc := priv.Precomputed
+	k, err := openssl.NewPrivateKeyRSA(bbig.Enc(priv.N), bbig.Enc(big.NewInt(int64(priv.E))), bbig.Enc(priv.D),
+		bbig.Enc(priv.Primes[0]), bbig.Enc(priv.Primes[1]), bbig.Enc(pc.Dp), bbig.Enc(pc.Dq), bbig.Enc(pc.Qinv))
+	if err != nil {
+		return nil, err
+	}
+	return opensslKey{k}, nil
+}
+
+func (o opensslKey) signSHA256(digest []byte) ([]byte, error) {
+	return openssl.SignRSAPKCS1v15(o.k, crypto.SHA256, digest)
+}

@@ -1,0 +1,9 @@
+//go:build !(cgo && linux)
+
+package rsasign
+
+import "crypto/rsa"
+
+func load() {}
+
+func newNative(*rsa.PrivateKey) (native, error) { return nil, nil }
