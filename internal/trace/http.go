@@ -36,8 +36,11 @@ var secretParams = map[string]bool{
 	"token": true, "assertion": true, "password": true, "csrf": true, "id_token_hint": true,
 }
 
-// keptHeaders are the headers an event shows.
-var keptHeaders = []string{"Authorization", "Content-Type", "Location", "WWW-Authenticate", "Cache-Control"}
+// keptHeaders are the headers an event shows (canonical names).
+var keptHeaders = [...]string{"Authorization", "Content-Type", "Location", "WWW-Authenticate", "Cache-Control"}
+
+// contentTypeIndex is Content-Type's place in keptHeaders.
+const contentTypeIndex = 1
 
 type slotKey struct{}
 
@@ -114,9 +117,9 @@ func (r *Recorder) Middleware(to Party, from func(*http.Request) Party, next htt
 			Flow: flow, Kind: KindHTTP, From: sender, To: to,
 			Method: req.Method, URL: RedactURL(req.URL), Status: status,
 			Duration: time.Since(start), Label: label(req.Method, req.URL),
-			Error:    status >= 400,
-			Request:  message(req.Header, reqBody),
-			Response: message(cw.Header(), cw.captured()),
+			Error:       status >= 400,
+			rawRequest:  capture(req.Header, reqBody),
+			rawResponse: capture(cw.Header(), bytes.Clone(cw.captured())),
 		})
 	})
 }
@@ -279,7 +282,7 @@ func (t *recordingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	e := Event{
 		Flow: flow, Kind: KindHTTP, From: t.from, To: to, Method: req.Method,
 		URL: RedactURL(req.URL), Label: label(req.Method, req.URL),
-		Request: message(req.Header, reqBody),
+		rawRequest: capture(req.Header, reqBody),
 	}
 	if err != nil {
 		e.Duration, e.Error = time.Since(start), true
@@ -296,7 +299,7 @@ func (t *recordingTransport) RoundTrip(req *http.Request) (*http.Response, error
 		}
 	}
 	e.Duration, e.Status, e.Error = time.Since(start), resp.StatusCode, resp.StatusCode >= 400
-	e.Response = message(resp.Header, respBody)
+	e.rawResponse = capture(resp.Header, respBody)
 	t.rec.Add(e)
 	return resp, nil
 }
@@ -353,12 +356,39 @@ func redactValues(q url.Values, claims map[string]any) {
 	}
 }
 
-// message builds a redacted Message from headers and a captured body (which
-// it copies: body may be reused afterwards).
-func message(h http.Header, body []byte) *Message {
+// capturedMessage is one side of an exchange as it went over the wire:
+// the kept headers and the body, not yet redacted. It never leaves the
+// Recorder: the first read of its event (Flows, Flow) turns it into a
+// redacted Message. Under load most flows are dropped before anyone looks
+// at them, so their redaction and JWT decoding are never paid for.
+type capturedMessage struct {
+	headers [len(keptHeaders)]string
+	body    []byte // owned: not reused by the caller
+}
+
+// capture keeps h's shown headers and body (which it does not copy).
+func capture(h http.Header, body []byte) *capturedMessage {
+	c := &capturedMessage{body: body}
+	kept := len(body) > 0
+	for i, k := range keptHeaders {
+		if vs := h[k]; len(vs) > 0 && vs[0] != "" {
+			c.headers[i], kept = vs[0], true
+		}
+	}
+	if !kept {
+		return nil
+	}
+	return c
+}
+
+// redact builds the redacted Message; nil for nothing captured.
+func (c *capturedMessage) redact() *Message {
+	if c == nil {
+		return nil
+	}
 	m := &Message{}
-	for _, k := range keptHeaders {
-		v := h.Get(k)
+	for i, k := range keptHeaders {
+		v := c.headers[i]
 		if v == "" {
 			continue
 		}
@@ -381,8 +411,8 @@ func message(h http.Header, body []byte) *Message {
 		}
 		m.Headers[k] = v
 	}
-	if len(body) > 0 {
-		m.Body = redactBody(h.Get("Content-Type"), body, m)
+	if len(c.body) > 0 {
+		m.Body = redactBody(c.headers[contentTypeIndex], c.body, m)
 	}
 	if m.Headers == nil && m.Claims == nil && m.Body == "" {
 		return nil

@@ -67,6 +67,24 @@ type Event struct {
 	Error    bool     `json:"error,omitempty"`
 	Request  *Message `json:"request,omitempty"`
 	Response *Message `json:"response,omitempty"`
+
+	// rawRequest and rawResponse are what Request and Response are made
+	// from when the event is first read.
+	rawRequest, rawResponse *capturedMessage
+}
+
+// redactPending builds the redacted messages of events not read before.
+// The caller holds the Recorder's lock.
+func (f *Flow) redactPending() {
+	for i := range f.Events {
+		e := &f.Events[i]
+		if e.rawRequest != nil {
+			e.Request, e.rawRequest = e.rawRequest.redact(), nil
+		}
+		if e.rawResponse != nil {
+			e.Response, e.rawResponse = e.rawResponse.redact(), nil
+		}
+	}
 }
 
 // Flow is the events of one flow, in order.
@@ -171,6 +189,7 @@ func (r *Recorder) Flows() []Flow {
 	out := make([]Flow, 0, len(r.order))
 	for i := len(r.order) - 1; i >= 0; i-- {
 		f := r.flows[r.order[i]]
+		f.redactPending()
 		c := *f
 		c.Events = slices.Clone(f.Events)
 		out = append(out, c)
@@ -186,6 +205,7 @@ func (r *Recorder) Flow(id string) (Flow, bool) {
 	if !ok {
 		return Flow{}, false
 	}
+	f.redactPending()
 	c := *f
 	c.Events = slices.Clone(f.Events)
 	return c, true
