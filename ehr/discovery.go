@@ -40,6 +40,10 @@ type associatedEndpoint struct {
 // handleSMARTConfig serves {fhir}/.well-known/smart-configuration (SMART
 // App Launch 2.2 conformance page).
 func (s *Server) handleSMARTConfig(w http.ResponseWriter, r *http.Request) {
+	s.smartDoc.Serve(w, s.smartConfiguration)
+}
+
+func (s *Server) smartConfiguration() any {
 	assoc := []associatedEndpoint{}
 	for _, o := range s.cfg.Others {
 		caps := o.Capabilities
@@ -56,7 +60,7 @@ func (s *Server) handleSMARTConfig(w http.ResponseWriter, r *http.Request) {
 	doc["user_access_brand_bundle"] = s.cfg.Origin + "/brands/bundle.json"
 	doc["user_access_brand_identifier"] = s.cfg.OrgIdentifier
 	doc["associated_endpoints"] = assoc
-	authkit.WriteJSONCached(w, doc)
+	return doc
 }
 
 // CapabilityMultiAud is the draft's capability for one access token valid
@@ -75,11 +79,13 @@ func (s *Server) metadata(caps []string) authkit.Metadata {
 
 // handleOIDCConfig serves OpenID Connect Discovery 1.0 metadata.
 func (s *Server) handleOIDCConfig(w http.ResponseWriter, r *http.Request) {
-	doc := s.metadata(Capabilities).OpenIDConfiguration()
-	doc["prompt_values_supported"] = []string{"none", "login", "consent"}
-	doc["request_parameter_supported"] = false
-	doc["claims_parameter_supported"] = false
-	authkit.WriteJSONCached(w, doc)
+	s.oidcDoc.Serve(w, func() any {
+		doc := s.metadata(Capabilities).OpenIDConfiguration()
+		doc["prompt_values_supported"] = []string{"none", "login", "consent"}
+		doc["request_parameter_supported"] = false
+		doc["claims_parameter_supported"] = false
+		return doc
+	})
 }
 
 // handleBrands serves the SMART User-access Brands bundle: one

@@ -34,6 +34,9 @@ type Server struct {
 
 	consentMu sync.Mutex
 	consents  map[string]string // user\x00client -> granted scopes (prompt=none)
+
+	// Discovery documents, built from the configuration once.
+	smartDoc, oidcDoc, styleDoc authkit.StaticJSON
 }
 
 // Introspection permission scope (see package doc).

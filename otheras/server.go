@@ -32,6 +32,9 @@ type Server struct {
 	revocations *authkit.Revocations
 	refresh     *authkit.RefreshFamilies
 	token       *authkit.TokenEndpoint
+
+	// Discovery documents, built from the configuration once.
+	smartDoc, oidcDoc authkit.StaticJSON
 }
 
 // RegistrationCeiling is the most a dynamically registered client may be
@@ -212,7 +215,7 @@ var grantTypes = []string{authkit.GrantAuthorizationCode, authkit.GrantRefreshTo
 // handleSMARTConfig serves {fhir}/.well-known/smart-configuration (SMART
 // App Launch 2.2 conformance page). Every URL is on OtherAS's own origin.
 func (s *Server) handleSMARTConfig(w http.ResponseWriter, r *http.Request) {
-	authkit.WriteJSONCached(w, s.metadata().SMARTConfiguration())
+	s.smartDoc.Serve(w, func() any { return s.metadata().SMARTConfiguration() })
 }
 
 func (s *Server) metadata() authkit.Metadata {
@@ -221,7 +224,7 @@ func (s *Server) metadata() authkit.Metadata {
 
 // handleOIDCConfig serves OpenID Connect Discovery 1.0 metadata.
 func (s *Server) handleOIDCConfig(w http.ResponseWriter, r *http.Request) {
-	authkit.WriteJSONCached(w, s.metadata().OpenIDConfiguration())
+	s.oidcDoc.Serve(w, func() any { return s.metadata().OpenIDConfiguration() })
 }
 
 func (s *Server) handleStyle(w http.ResponseWriter, r *http.Request) {

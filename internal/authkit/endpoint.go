@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sync"
 )
 
 // Grant answers one grant_type at the token endpoint for an
@@ -113,6 +114,29 @@ func WriteJSONCached(w http.ResponseWriter, v any) {
 		http.Error(w, "Internal server error.", http.StatusInternalServerError)
 		return
 	}
+	writeCacheable(w, b)
+}
+
+// StaticJSON is a document that never changes while its server runs (a
+// discovery document, the style sheet): encoded by the first request,
+// served from those bytes afterwards with WriteJSONCached's headers.
+type StaticJSON struct {
+	once sync.Once
+	b    []byte
+	err  error
+}
+
+// Serve writes the document, calling build the first time only.
+func (d *StaticJSON) Serve(w http.ResponseWriter, build func() any) {
+	d.once.Do(func() { d.b, d.err = json.MarshalIndent(build(), "", "  ") })
+	if d.err != nil {
+		http.Error(w, "Internal server error.", http.StatusInternalServerError)
+		return
+	}
+	writeCacheable(w, d.b)
+}
+
+func writeCacheable(w http.ResponseWriter, b []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Access-Control-Allow-Origin", "*")
 	w.Header().Set("Cache-Control", "public, max-age=60")
