@@ -68,6 +68,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		accessCache: map[string]*cachedAccess{},
 		consents:    map[string]string{},
 	}
+	s.ephemeral.Limit(authkit.SessionBucket, authkit.MaxSessions)
 	db, durable, err := authkit.OpenStore(ctx, cfg.DataPath, cfg.Now)
 	if err != nil {
 		return nil, fmt.Errorf("open ehr auth store: %w", err)

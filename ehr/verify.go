@@ -15,7 +15,11 @@ import (
 // live access token for this FHIR server.
 var ErrInvalidToken = errors.New("invalid access token")
 
-const maxCache = 50000
+// maxCache bounds the verified-token cache (about 2 KB an entry): an app
+// presents its token on every request, so a few thousand cover every app
+// in use; under load, where each flow's token is new, it keeps the memory
+// flat.
+const maxCache = 4096
 
 // VerifyAccess checks a bearer token for the EHR FHIR API: an HS256
 // at+jwt from this issuer, aud = FHIRBase, not expired, not revoked.

@@ -70,6 +70,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		ephemeral: authkit.NewMemStore(cfg.Now),
 		ehrs:      map[string]*ehrClient{},
 	}
+	s.ephemeral.Limit(authkit.SessionBucket, authkit.MaxSessions)
 	db, durable, err := authkit.OpenStore(ctx, cfg.DataPath, cfg.Now)
 	if err != nil {
 		return nil, fmt.Errorf("open otheras auth store: %w", err)

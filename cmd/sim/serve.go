@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 
 	"github.com/smart-sim/sim/scenarios"
 )
@@ -47,6 +48,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
+	// Generating and loading the world leaves garbage the size of the
+	// population; give it back to the system now rather than whenever the
+	// background scavenger gets to it, so a long-lived serve starts small.
+	debug.FreeOSMemory()
 	printWelcome(stdout, running)
 	if *readyFile != "" {
 		if err := writeReadyFile(*readyFile, running.Ready()); err != nil {

@@ -190,3 +190,62 @@ func TestCodeMarkerLifetime(t *testing.T) {
 		t.Fatalf("a refused late replay left %d entries", st.Len())
 	}
 }
+
+// A limited bucket keeps its newest writes; a rewrite counts as new, a
+// swap does not, and other buckets are not touched. Churn far beyond the
+// limit keeps the write order bounded.
+func TestMemStoreLimit(t *testing.T) {
+	ctx := context.Background()
+	st := NewMemStore(nil)
+	st.Limit("s", 3)
+	put := func(k string) {
+		t.Helper()
+		if err := st.Put(ctx, "s", k, []byte(k), time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	has := func(k string) bool {
+		_, err := st.Get(ctx, "s", k)
+		return err == nil
+	}
+	for _, k := range []string{"a", "b", "c"} {
+		put(k)
+	}
+	if err := st.Put(ctx, "other", "x", []byte("x"), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	put("a") // rewritten: now the newest
+	put("d") // evicts b, the oldest
+	if has("b") || !has("a") || !has("c") || !has("d") {
+		t.Fatalf("after rewrite of a and write of d: a=%v b=%v c=%v d=%v", has("a"), has("b"), has("c"), has("d"))
+	}
+	if err := st.Swap(ctx, "s", "c", []byte("c"), []byte("c2"), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	put("e") // c is still the oldest write: a swap does not renew it
+	if has("c") || !has("a") || !has("d") || !has("e") {
+		t.Fatalf("after swap of c and write of e: a=%v c=%v d=%v e=%v", has("a"), has("c"), has("d"), has("e"))
+	}
+	if err := st.Delete(ctx, "s", "a"); err != nil {
+		t.Fatal(err)
+	}
+	put("f") // a's slot was freed by the delete: nothing else goes
+	if !has("d") || !has("e") || !has("f") {
+		t.Fatalf("after delete of a and write of f: d=%v e=%v f=%v", has("d"), has("e"), has("f"))
+	}
+	if _, err := st.Get(ctx, "other", "x"); err != nil {
+		t.Fatalf("unlimited bucket lost its entry: %v", err)
+	}
+	for i := range 10_000 {
+		put(strconv.Itoa(i % 7))
+		if i%3 == 0 {
+			_ = st.Delete(ctx, "s", strconv.Itoa(i%5))
+		}
+	}
+	st.mu.Lock()
+	n, order := len(st.m["s"]), len(st.limits["s"].keys)
+	st.mu.Unlock()
+	if n > 3 || order > 2*3+64+1 {
+		t.Fatalf("after churn: %d entries (limit 3), write order of %d", n, order)
+	}
+}

@@ -32,7 +32,14 @@ type Sessions struct {
 	Now      func() time.Time
 }
 
-const sessionBucket = "session"
+// SessionBucket is the Store bucket of sign-in sessions.
+const SessionBucket = "session"
+
+// MaxSessions is how many sessions an authorization server keeps in
+// memory (MemStore.Limit): beyond it the oldest sign-in ends, and that
+// browser signs in again. Sessions last hours, so under sustained load
+// (every load flow is a new browser) they would otherwise pile up.
+const MaxSessions = 10_000
 
 // Load returns the session the request's cookie names.
 func (s *Sessions) Load(ctx context.Context, r *http.Request) (*Session, bool) {
@@ -40,7 +47,7 @@ func (s *Sessions) Load(ctx context.Context, r *http.Request) (*Session, bool) {
 	if err != nil || c.Value == "" {
 		return nil, false
 	}
-	b, err := s.Store.Get(ctx, sessionBucket, c.Value)
+	b, err := s.Store.Get(ctx, SessionBucket, c.Value)
 	if err != nil {
 		return nil, false
 	}
@@ -59,7 +66,7 @@ func (s *Sessions) Save(ctx context.Context, sess *Session) error {
 	if sess.Username == "" && s.BindLife > 0 {
 		life = s.BindLife
 	}
-	if err := s.Store.Put(ctx, sessionBucket, sess.ID, b, s.Now().Add(life)); err != nil {
+	if err := s.Store.Put(ctx, SessionBucket, sess.ID, b, s.Now().Add(life)); err != nil {
 		return fmt.Errorf("save session: %w", err)
 	}
 	return nil

@@ -25,6 +25,8 @@ type Item struct {
 	Key     string
 	Value   []byte
 	Expires time.Time // zero: never
+
+	seq uint64 // MemStore: when it was written, for Limit
 }
 
 // Store is a bucketed key/value store with the atomic operations OAuth
@@ -65,6 +67,72 @@ type MemStore struct {
 	mu        sync.Mutex
 	m         map[string]map[string]Item
 	nextPurge time.Time
+	seq       uint64
+	limits    map[string]*writeOrder // by bucket
+}
+
+// writeOrder is the order a limited bucket's entries were written in:
+// (key, seq) pairs, oldest first from head. A pair whose entry was since
+// rewritten or deleted is stale and skipped.
+type writeOrder struct {
+	max  int
+	keys []orderedKey
+	head int
+}
+
+type orderedKey struct {
+	key string
+	seq uint64
+}
+
+// Limit bounds bucket to max entries: a write that would go beyond it
+// drops the bucket's oldest written entry first. Only for entries whose
+// loss costs a user a repeat (a sign-in: the browser signs in again),
+// never for single-use markers, whose loss would let a replay through.
+// It keeps the memory of a server under sustained load flat.
+func (s *MemStore) Limit(bucket string, max int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.limits == nil {
+		s.limits = map[string]*writeOrder{}
+	}
+	s.limits[bucket] = &writeOrder{max: max}
+}
+
+// write stores it under key; called with mu held.
+func (s *MemStore) write(bucket, key string, it Item) {
+	b := s.bucket(bucket)
+	s.seq++
+	it.seq = s.seq
+	b[key] = it
+	o := s.limits[bucket]
+	if o == nil {
+		return
+	}
+	o.keys = append(o.keys, orderedKey{key, it.seq})
+	for len(b) > o.max && o.head < len(o.keys) {
+		old := o.keys[o.head]
+		o.keys[o.head] = orderedKey{}
+		o.head++
+		if cur, ok := b[old.key]; ok && cur.seq == old.seq {
+			delete(b, old.key)
+		}
+	}
+	if live := len(o.keys) - o.head; o.head > live || live > 2*o.max+64 {
+		o.compact(b)
+	}
+}
+
+// compact drops the consumed and stale pairs.
+func (o *writeOrder) compact(b map[string]Item) {
+	keep := o.keys[:0]
+	for _, k := range o.keys[o.head:] {
+		if cur, ok := b[k.key]; ok && cur.seq == k.seq {
+			keep = append(keep, k)
+		}
+	}
+	clear(o.keys[len(keep):])
+	o.keys, o.head = keep, 0
 }
 
 var _ Store = (*MemStore)(nil)
@@ -152,7 +220,7 @@ func (s *MemStore) Put(_ context.Context, bucket, key string, value []byte, exp 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.maybePurge(s.Now())
-	s.bucket(bucket)[key] = Item{Key: key, Value: bytes.Clone(value), Expires: exp}
+	s.write(bucket, key, Item{Key: key, Value: bytes.Clone(value), Expires: exp})
 	return nil
 }
 
@@ -165,7 +233,7 @@ func (s *MemStore) Add(_ context.Context, bucket, key string, value []byte, exp 
 	if it, ok := b[key]; ok && s.live(it, now) {
 		return ErrExists
 	}
-	b[key] = Item{Key: key, Value: bytes.Clone(value), Expires: exp}
+	s.write(bucket, key, Item{Key: key, Value: bytes.Clone(value), Expires: exp})
 	return nil
 }
 
@@ -203,7 +271,8 @@ func (s *MemStore) Swap(_ context.Context, bucket, key string, old, new []byte, 
 	if !bytes.Equal(it.Value, old) {
 		return ErrConflict
 	}
-	s.m[bucket][key] = Item{Key: key, Value: bytes.Clone(new), Expires: exp}
+	it.Value, it.Expires = bytes.Clone(new), exp
+	s.m[bucket][key] = it // in place: a swap is not a new write for Limit
 	return nil
 }
 
