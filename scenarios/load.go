@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -126,6 +127,53 @@ type LoadReport struct {
 	// Endpoints is the time per endpoint as the app and the user see it,
 	// busiest first.
 	Endpoints []EndpointStat `json:"endpoints"`
+	// Memory is the resident memory of this process when it runs its own
+	// world (the world and the load client together); nil against a
+	// --target, or where the system does not tell.
+	Memory *LoadMemory `json:"memory,omitempty"`
+}
+
+// LoadMemory is the process's resident set (RSS), sampled every second
+// of the run: a run long enough to pass every lifetime should not grow
+// in its second half.
+type LoadMemory struct {
+	StartMB float64 `json:"start_mb"` // the world started, before the first flow
+	HalfMB  float64 `json:"half_mb"`  // halfway through the run
+	EndMB   float64 `json:"end_mb"`
+	PeakMB  float64 `json:"peak_mb"`
+	// SamplesMB is one sample a second, from the start.
+	SamplesMB []float64 `json:"samples_mb"`
+}
+
+// record adds a sample.
+func (m *LoadMemory) record(mb float64) {
+	m.SamplesMB = append(m.SamplesMB, mb)
+	m.PeakMB = max(m.PeakMB, mb)
+}
+
+// finish fills the summary from the samples and a last reading.
+func (m *LoadMemory) finish(endMB float64) {
+	m.record(endMB)
+	m.EndMB = endMB
+	m.HalfMB = m.SamplesMB[len(m.SamplesMB)/2]
+}
+
+// residentMB reads this process's resident set from /proc/self/statm
+// (Linux); false elsewhere.
+func residentMB() (float64, bool) {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0, false
+	}
+	pages, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return float64(pages*int64(os.Getpagesize())) / (1 << 20), true
 }
 
 // Latency is a distribution in milliseconds.
@@ -212,6 +260,10 @@ func load(ctx context.Context, opt LoadOptions, afterFlow func(*flowRun)) (LoadR
 		defer r.Close(context.WithoutCancel(ctx))
 		rd := r.Ready()
 		target = &rd
+		if mb, ok := residentMB(); ok {
+			rep.Memory = &LoadMemory{StartMB: mb}
+			rep.Memory.record(mb)
+		}
 	} else {
 		rep.Target = target.API
 		// A world whose Other server the EHR AS governs runs no OtherAS
@@ -280,12 +332,17 @@ func load(ctx context.Context, opt LoadOptions, afterFlow func(*flowRun)) (LoadR
 		defer close(tickDone)
 		tk := time.NewTicker(100 * time.Millisecond)
 		defer tk.Stop()
-		for {
+		for ticks := 1; ; ticks++ {
 			select {
 			case <-stopTick:
 				return
 			case <-tk.C:
 				progress()
+				if rep.Memory != nil && ticks%10 == 0 {
+					if mb, ok := residentMB(); ok {
+						rep.Memory.record(mb)
+					}
+				}
 			}
 		}
 	}()
@@ -336,6 +393,10 @@ func load(ctx context.Context, opt LoadOptions, afterFlow func(*flowRun)) (LoadR
 	rep.LatencyMS = lat.latency()
 	rep.Errors = errs
 	rep.Endpoints = tt.stats()
+	if rep.Memory != nil {
+		mb, _ := residentMB()
+		rep.Memory.finish(mb)
+	}
 	if err := ctx.Err(); err != nil {
 		return rep, fmt.Errorf("load run interrupted: %w", err)
 	}

@@ -2,6 +2,7 @@ package scenarios_test
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -28,6 +29,9 @@ func TestLoadSmoke(t *testing.T) {
 	}
 	if rep.Flows != flows || rep.Failed != 0 || len(rep.Errors) != 0 {
 		t.Fatalf("flows %d failed %d errors %v, want %d flows and no failure", rep.Flows, rep.Failed, rep.Errors, flows)
+	}
+	if rep.Memory != nil {
+		t.Errorf("memory %+v reported for a --target run (the target's memory is not this process's)", rep.Memory)
 	}
 	if last.Load() != int64(flows) {
 		t.Errorf("last progress report: %d done, want %d", last.Load(), flows)
@@ -124,6 +128,13 @@ func TestLoadDirectionC(t *testing.T) {
 	for _, e := range rep.Endpoints {
 		if strings.Contains(e.Endpoint, " other /auth/") {
 			t.Errorf("direction C asked an authorization server at Other: %s", e.Endpoint)
+		}
+	}
+	// An own world: the report carries the process's memory (Linux).
+	if _, err := os.Stat("/proc/self/statm"); err == nil {
+		m := rep.Memory
+		if m == nil || m.StartMB <= 0 || len(m.SamplesMB) < 2 || m.PeakMB < m.EndMB || m.PeakMB < m.StartMB || m.HalfMB <= 0 {
+			t.Errorf("memory of an own-world run: %+v, want start, half, end and peak from at least two samples", m)
 		}
 	}
 

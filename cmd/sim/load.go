@@ -147,6 +147,9 @@ func writeLoadText(w io.Writer, r scenarios.LoadReport) {
 	fmt.Fprintf(w, "flows     %d in %.2fs: %.1f flows/s, %d failed\n", r.Flows, r.ElapsedS, r.FlowsPerS, r.Failed)
 	l := r.LatencyMS
 	fmt.Fprintf(w, "latency   p50 %.2fms  p95 %.2fms  p99 %.2fms  max %.2fms  (mean %.2fms)\n", l.P50, l.P95, l.P99, l.Max, l.Mean)
+	if m := r.Memory; m != nil {
+		fmt.Fprintf(w, "memory    RSS %.0f MB at the start, %.0f MB halfway, %.0f MB at the end, peak %.0f MB (world and load client)\n", m.StartMB, m.HalfMB, m.EndMB, m.PeakMB)
+	}
 	if len(r.Errors) > 0 {
 		fmt.Fprintln(w, "errors:")
 		for _, k := range r.SortedErrors() {
