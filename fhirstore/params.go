@@ -1,6 +1,7 @@
 package fhirstore
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"sort"
@@ -262,6 +263,13 @@ func addStrings(rows *indexRows, param string, v any) {
 
 // normalize folds case and removes accents for string search.
 func normalize(s string) string {
+	ascii := true
+	for i := 0; i < len(s) && ascii; i++ {
+		ascii = s[i] < 0x80
+	}
+	if ascii { // no marks, no folds: lower case is all there is to do
+		return strings.ToLower(s)
+	}
 	var b strings.Builder
 	b.Grow(len(s))
 	for _, r := range s {
@@ -320,6 +328,15 @@ func parseDateRange(s string) (int64, int64, bool) {
 	if len(s) > 64 {
 		return 0, 0, false
 	}
+	// The common shapes first: a date, or a UTC dateTime to the second.
+	// No earlier layout can parse these lengths, so the result is the
+	// loop's; a failed time.Parse allocates its error.
+	switch {
+	case len(s) == 10:
+		layouts = layouts[2:3]
+	case len(s) == 20 && s[19] == 'Z':
+		layouts = layouts[5:6]
+	}
 	for _, l := range layouts {
 		t, err := time.Parse(l.layout, s)
 		if err != nil {
@@ -376,7 +393,7 @@ func splitReference(s, selfBase string) (string, string, string, bool) {
 
 // decodeDoc decodes canonical JSON keeping numbers as written.
 func decodeDoc(b []byte) (map[string]any, error) {
-	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var m map[string]any
 	if err := dec.Decode(&m); err != nil {

@@ -392,14 +392,14 @@ func (s *Store) run(ctx context.Context, q *query) (*SearchResult, error) {
 	snap := q.snapshot
 	if snap == 0 {
 		var m sql.NullInt64
-		if err := tx.QueryRowContext(ctx, `SELECT max(vid) FROM res`).Scan(&m); err != nil {
+		if err := s.stmts.queryRow(ctx, `SELECT max(vid) FROM res`).Scan(&m); err != nil {
 			return nil, fmt.Errorf("search %s: snapshot: %w", q.typ, err)
 		}
 		snap = m.Int64
 	}
 	where, args := q.where(snap)
 	res := &SearchResult{Snapshot: snap, Offset: q.offset, Count: q.count}
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM res r WHERE `+where, args...).Scan(&res.Total); err != nil {
+	if err := s.stmts.queryRow(ctx, `SELECT count(*) FROM res r WHERE `+where, args...).Scan(&res.Total); err != nil {
 		return nil, fmt.Errorf("search %s: count: %w", q.typ, err)
 	}
 	if q.summaryCount || q.count == 0 || q.offset >= res.Total {
@@ -408,7 +408,7 @@ func (s *Store) run(ctx context.Context, q *query) (*SearchResult, error) {
 	order, oargs := q.orderBy()
 	args = append(args, oargs...)
 	args = append(args, q.count, q.offset)
-	rows, err := tx.QueryContext(ctx, `SELECT r.vid, r.id, r.body FROM res r WHERE `+where+` ORDER BY `+order+` LIMIT ? OFFSET ?`, args...)
+	rows, err := s.stmts.query(ctx, `SELECT r.vid, r.id, r.body FROM res r WHERE `+where+` ORDER BY `+order+` LIMIT ? OFFSET ?`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("search %s: %w", q.typ, err)
 	}
@@ -429,7 +429,7 @@ func (s *Store) run(ctx context.Context, q *query) (*SearchResult, error) {
 	}
 	res.HasNext = q.offset+len(res.Entries) < res.Total
 	if len(q.includes) > 0 && len(vids) > 0 {
-		inc, err := q.fetchIncludes(ctx, tx, snap, vids)
+		inc, err := q.fetchIncludes(ctx, tx, s.stmts, snap, vids)
 		if err != nil {
 			return nil, err
 		}
@@ -442,7 +442,7 @@ func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
 }
 
-func (q *query) fetchIncludes(ctx context.Context, tx *sql.DB, snap int64, vids []any) ([]SearchEntry, error) {
+func (q *query) fetchIncludes(ctx context.Context, tx *sql.DB, stmts *stmtCache, snap int64, vids []any) ([]SearchEntry, error) {
 	var out []SearchEntry
 	seen := map[string]bool{}
 	for _, inc := range q.includes {
@@ -466,7 +466,7 @@ func (q *query) fetchIncludes(ctx context.Context, tx *sql.DB, snap int64, vids 
 		rows.Close()
 		for _, t := range targets {
 			e := SearchEntry{Type: t[0], ID: t[1], Mode: "include"}
-			err := tx.QueryRowContext(ctx, `SELECT body FROM res WHERE type = ? AND id = ? AND vid <= ? AND vto > ? AND deleted = 0`,
+			err := stmts.queryRow(ctx, `SELECT body FROM res WHERE type = ? AND id = ? AND vid <= ? AND vto > ? AND deleted = 0`,
 				t[0], t[1], snap, snap).Scan((*[]byte)(&e.Resource))
 			if err == sql.ErrNoRows {
 				continue

@@ -53,6 +53,7 @@ type Store struct {
 
 	readStmt  *sql.Stmt
 	vreadStmt *sql.Stmt
+	stmts     *stmtCache // reader statements by SQL text (searches)
 }
 
 // Open opens (or creates) the store at opt.Path and applies its migrations.
@@ -72,7 +73,7 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open fhir store: %w", err)
 	}
-	s := &Store{db: db, codec: codec, now: opt.Now, log: opt.Logger, base: opt.BaseURL}
+	s := &Store{db: db, codec: codec, now: opt.Now, log: opt.Logger, base: opt.BaseURL, stmts: newStmtCache(db.Read)}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -96,6 +97,7 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 func (s *Store) Close() error {
 	s.readStmt.Close()
 	s.vreadStmt.Close()
+	s.stmts.close()
 	return s.db.Close()
 }
 
@@ -378,7 +380,7 @@ func currentTx(ctx context.Context, tx *sql.Tx, resourceType, id string) (*Versi
 
 // inserter holds the statements of one write transaction.
 type inserter struct {
-	res, vto, tok, str, date, ref *sql.Stmt
+	res, vto, tok, str, date, ref, cur *sql.Stmt
 }
 
 func prepareInsert(ctx context.Context, tx *sql.Tx) (*inserter, error) {
@@ -394,6 +396,7 @@ func prepareInsert(ctx context.Context, tx *sql.Tx) (*inserter, error) {
 		{&in.str, `INSERT OR IGNORE INTO string_idx (type, param, norm, raw, vid) VALUES (?, ?, ?, ?, ?)`},
 		{&in.date, `INSERT INTO date_idx (type, param, lo, hi, vid) VALUES (?, ?, ?, ?, ?)`},
 		{&in.ref, `INSERT OR IGNORE INTO ref_idx (type, param, ttype, tid, base, vid) VALUES (?, ?, ?, ?, ?, ?)`},
+		{&in.cur, `SELECT vid, version, deleted, lu FROM res WHERE type = ? AND id = ? ORDER BY version DESC LIMIT 1`},
 	} {
 		if *p.dst, err = tx.PrepareContext(ctx, p.q); err != nil {
 			in.close()
@@ -404,11 +407,47 @@ func prepareInsert(ctx context.Context, tx *sql.Tx) (*inserter, error) {
 }
 
 func (in *inserter) close() {
-	for _, s := range []*sql.Stmt{in.res, in.vto, in.tok, in.str, in.date, in.ref} {
+	for _, s := range []*sql.Stmt{in.res, in.vto, in.tok, in.str, in.date, in.ref, in.cur} {
 		if s != nil {
 			s.Close()
 		}
 	}
+}
+
+// current is the newest version of a resource (nil when there is none),
+// without its body.
+func (in *inserter) current(ctx context.Context, resourceType, id string) (*Version, error) {
+	v := &Version{Type: resourceType, ID: id}
+	var deleted int
+	var lu int64
+	err := in.cur.QueryRowContext(ctx, resourceType, id).Scan(&v.seq, &v.Version, &deleted, &lu)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read current %s/%s: %w", resourceType, id, err)
+	}
+	v.Deleted = deleted != 0
+	v.LastUpdated = time.UnixMilli(lu).UTC()
+	return v, nil
+}
+
+// insertVersion writes a version without its index rows.
+func (in *inserter) insertVersion(ctx context.Context, rt, id string, version int, prevVid, lu int64, body []byte) (int64, error) {
+	res, err := in.res.ExecContext(ctx, rt, id, version, lu, body)
+	if err != nil {
+		return 0, fmt.Errorf("insert %s/%s: %w", rt, id, err)
+	}
+	vid, err := res.LastInsertId()
+	if err != nil {
+		return 0, fmt.Errorf("insert %s/%s: %w", rt, id, err)
+	}
+	if prevVid > 0 {
+		if _, err := in.vto.ExecContext(ctx, vid, prevVid); err != nil {
+			return 0, fmt.Errorf("supersede %s/%s: %w", rt, id, err)
+		}
+	}
+	return vid, nil
 }
 
 func (in *inserter) insert(ctx context.Context, rt, id string, version int, prevVid, lu int64, body []byte, ix indexRows) (int64, error) {
@@ -446,98 +485,6 @@ func (in *inserter) insert(ctx context.Context, rt, id string, version int, prev
 		}
 	}
 	return vid, nil
-}
-
-// loadBatch is the number of resources per Load transaction.
-const loadBatch = 5000
-
-// Load creates or replaces resources with the ids they carry, in large
-// transactions. With validate=false the caller is trusted (generated
-// worlds): bodies are canonicalised without jsonformat (sorted keys,
-// compact, numbers as written) and indexed; with validate=true each runs
-// through the Codec. Either way id and meta are set by the store. Load is
-// all or nothing per batch of 5000.
-func (s *Store) Load(ctx context.Context, resources []json.RawMessage, validate bool) error {
-	for start := 0; start < len(resources); start += loadBatch {
-		end := min(start+loadBatch, len(resources))
-		if err := s.loadBatch(ctx, resources[start:end], validate, start); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *Store) loadBatch(ctx context.Context, batch []json.RawMessage, validate bool, offset int) error {
-	type prepared struct {
-		rt, id string
-		r      *Resource
-		doc    map[string]any
-	}
-	items := make([]prepared, len(batch))
-	for i, raw := range batch {
-		doc, err := decodeDoc(raw)
-		if err != nil {
-			return fmt.Errorf("load resource %d: %w", offset+i, badRequest("structure", "body is not a JSON object"))
-		}
-		rt, _ := doc["resourceType"].(string)
-		id, _ := doc["id"].(string)
-		if !supported(rt) {
-			return fmt.Errorf("load resource %d: %w", offset+i, unknownType(rt))
-		}
-		if !idPattern.MatchString(id) {
-			return fmt.Errorf("load resource %d: %w", offset+i, badRequest("value", "invalid or missing id"))
-		}
-		p := prepared{rt: rt, id: id, doc: doc}
-		if validate {
-			if p.r, err = s.codec.Parse(raw); err != nil {
-				return fmt.Errorf("load %s/%s: %w", rt, id, err)
-			}
-		}
-		items[i] = p
-	}
-	at := s.now().UTC().Truncate(time.Millisecond)
-	return s.db.WriteTx(ctx, func(tx *sql.Tx) error {
-		ins, err := prepareInsert(ctx, tx)
-		if err != nil {
-			return err
-		}
-		defer ins.close()
-		for _, p := range items {
-			cur, err := currentTx(ctx, tx, p.rt, p.id)
-			if err != nil {
-				return err
-			}
-			version, prevVid := 1, int64(0)
-			if cur != nil {
-				version, prevVid = cur.Version+1, cur.seq
-			}
-			var body []byte
-			doc := p.doc
-			if p.r != nil {
-				if body, err = s.codec.stamp(p.r, p.id, version, at); err != nil {
-					return err
-				}
-				if doc, err = decodeDoc(body); err != nil {
-					return fmt.Errorf("decode canonical %s/%s: %w", p.rt, p.id, err)
-				}
-			} else {
-				meta, _ := doc["meta"].(map[string]any)
-				if meta == nil {
-					meta = map[string]any{}
-				}
-				meta["versionId"] = strconv.Itoa(version)
-				meta["lastUpdated"] = at.Format("2006-01-02T15:04:05.000Z07:00")
-				doc["meta"] = meta
-				if body, err = canonicalJSON(doc); err != nil {
-					return fmt.Errorf("encode %s/%s: %w", p.rt, p.id, err)
-				}
-			}
-			if _, err := ins.insert(ctx, p.rt, p.id, version, prevVid, at.UnixMilli(), body, extractIndex(p.rt, doc, s.base)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
 }
 
 // canonicalJSON encodes like jsonformat: sorted keys, compact, no HTML

@@ -1,12 +1,14 @@
 package synth
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -25,11 +27,13 @@ type person struct {
 	maritalMarried bool
 }
 
-// otherStub is one Other patient record before it gets an id.
+// otherStub is one Other patient record before it gets an id. shared is
+// the shared identifier it carries (System "" when none).
 type otherStub struct {
 	p       person
-	ids     []Identifier
-	ehr     int // index into the EHR patients, -1 for Other-only
+	shared  Identifier
+	ehr     int32 // index into the EHR patients, -1 for Other-only
+	move    bool  // a duplicate registration: gets an older address
 	drifted bool
 }
 
@@ -37,7 +41,7 @@ type generator struct {
 	cfg Config
 	f   *gofakeit.Faker
 	ref time.Time
-	pop *Population
+	sum *Summary
 
 	ehr, other *sink
 	enc        *encoderPool
@@ -52,17 +56,17 @@ type generator struct {
 	otherStaff              []string // Other practitioners (imaging)
 }
 
-func newGenerator(cfg Config) *generator {
+func newGenerator(cfg Config, emit Emit) *generator {
 	g := &generator{
 		cfg: cfg,
 		f:   newFaker(cfg.Seed),
 		ref: cfg.ReferenceDate.UTC(),
-		pop: &Population{Counts: map[string]int{}, Classes: map[string]int{}},
+		sum: &Summary{Counts: map[string]int{}, Classes: map[string]int{}},
 		ids: map[string]*idMaker{},
 	}
 	g.enc = newEncoderPool()
-	g.ehr = &sink{out: &g.pop.EHR, side: "ehr", counts: g.pop.Counts, enc: g.enc}
-	g.other = &sink{out: &g.pop.Other, side: "other", counts: g.pop.Counts, enc: g.enc}
+	g.ehr = newSink(SideEHR, g.sum.Counts, g.enc, emit)
+	g.other = newSink(SideOther, g.sum.Counts, g.enc, emit)
 	g.ehrMRN = newNumberPerm(g.f, 100_000_000)
 	g.otherMRN = newNumberPerm(g.f, 100_000_000)
 	g.sharedID = newNumberPerm(g.f, 1_000_000_000)
@@ -89,6 +93,12 @@ func (g *generator) newID(side, typ string) string {
 	return m.next()
 }
 
+// stopped reports a consumer's error, checked once per patient so that a
+// failed load stops the generation early.
+func (g *generator) stopped() error {
+	return errors.Join(g.ehr.failure(), g.other.failure())
+}
+
 func (g *generator) run() error {
 	cfg := g.cfg
 	n := cfg.EHR.Patients
@@ -97,59 +107,72 @@ func (g *generator) run() error {
 	counts := ClassCounts(n, cfg.Overlap)
 	classes := make([]string, 0, n)
 	for _, c := range Classes {
-		g.pop.Classes[c] = counts[c]
+		g.sum.Classes[c] = counts[c]
 		for range counts[c] {
 			classes = append(classes, c)
 		}
 	}
 	g.f.Rand.Shuffle(len(classes), func(i, j int) { classes[i], classes[j] = classes[j], classes[i] })
 
-	g.pop.EHR = make([]Resource, 0, 6*n+16)
 	g.ehrInfrastructure()
 	if err := g.clinicians(); err != nil {
 		return err
 	}
 
-	// EHR patients and their records.
-	people := make([]person, n)
-	g.pop.Truth = make([]Truth, n)
+	// EHR patients and their records. The truth's identifiers and Other
+	// record lists are carved out of a few large arrays (one allocation
+	// each instead of one per patient). The Other records of a person are
+	// collected as stubs on the way: only the people Other holds are kept.
+	pairs := counts[ClassShared] + counts[ClassOtherIDOnly] + 2*counts[ClassAmbiguous]
+	g.sum.Truth = make([]Truth, n)
+	idents := make([]Identifier, 2*n)
+	records := make([]string, pairs)
+	stubs := make([]otherStub, 0, pairs+cfg.Overlap.OtherOnly)
 	for i := range n {
-		p := g.newPerson()
-		people[i] = p
-		id := g.newID("ehr", "Patient")
-		ids := []Identifier{
-			{System: cfg.EHR.MRNSystem, Value: g.ehrMRN.format("", 8)},
-			{System: cfg.SharedSystem, Value: g.sharedID.format("", 9)},
+		if err := g.stopped(); err != nil {
+			return err
 		}
-		g.pop.Truth[i] = Truth{EHRID: id, Class: classes[i], Identifiers: ids}
+		p := g.newPerson()
+		id := g.newID("ehr", "Patient")
+		ids := idents[2*i : 2*i+2 : 2*i+2]
+		ids[0] = Identifier{System: cfg.EHR.MRNSystem, Value: g.ehrMRN.format("", 8)}
+		ids[1] = Identifier{System: cfg.SharedSystem, Value: g.sharedID.format("", 9)}
+		t := &g.sum.Truth[i]
+		*t = Truth{EHRID: id, Class: classes[i], Identifiers: ids}
 		gp := g.staff[g.f.Rand.Intn(len(g.staff))]
 		g.ehr.add("Patient", id, patientJSON(p, ids, cfg.EHR.MRNSystem, g.ehrOrg, gp))
 		g.ehrClinical(id, gp, p.birth)
+		k := 0
+		switch t.Class {
+		case ClassShared:
+			stubs = append(stubs, otherStub{p: p, shared: ids[1], ehr: int32(i)})
+			k = 1
+		case ClassOtherIDOnly:
+			stubs = append(stubs, otherStub{p: p, ehr: int32(i)})
+			k = 1
+		case ClassAmbiguous:
+			stubs = append(stubs, otherStub{p: p, shared: ids[1], ehr: int32(i)},
+				otherStub{p: p, shared: ids[1], ehr: int32(i), move: true})
+			k = 2
+		}
+		if k > 0 {
+			t.OtherRecords, records = records[:0:k], records[k:]
+		}
 	}
 	if err := g.portalUsers(); err != nil {
 		return err
 	}
 
-	// Other records: build, drift, shuffle, then emit.
-	var stubs []otherStub
-	for i, t := range g.pop.Truth {
-		shared := t.Identifiers[1]
-		switch t.Class {
-		case ClassShared:
-			stubs = append(stubs, otherStub{p: people[i], ids: []Identifier{shared}, ehr: i})
-		case ClassOtherIDOnly:
-			stubs = append(stubs, otherStub{p: people[i], ehr: i})
-		case ClassAmbiguous:
-			stubs = append(stubs, otherStub{p: people[i], ids: []Identifier{shared}, ehr: i})
-			dup := people[i]
-			g.moved(&dup) // the duplicate registration has an older address
-			stubs = append(stubs, otherStub{p: dup, ids: []Identifier{shared}, ehr: i})
+	// Other records: drift, shuffle, then emit. Duplicate registrations
+	// move (in EHR order) before the Other-only people are drawn.
+	for k := range stubs {
+		if stubs[k].move {
+			g.moved(&stubs[k].p) // the duplicate registration has an older address
 		}
 	}
-	pairs := len(stubs)
 	for range cfg.Overlap.OtherOnly {
 		p := g.newPerson()
-		stubs = append(stubs, otherStub{p: p, ids: []Identifier{{System: cfg.SharedSystem, Value: g.sharedID.format("", 9)}}, ehr: -1})
+		stubs = append(stubs, otherStub{p: p, shared: Identifier{System: cfg.SharedSystem, Value: g.sharedID.format("", 9)}, ehr: -1})
 	}
 	drift := int(math.Round(cfg.Overlap.DemographicsDrift * float64(pairs)))
 	if pairs > 0 {
@@ -161,24 +184,34 @@ func (g *generator) run() error {
 	}
 	g.f.Rand.Shuffle(len(stubs), func(i, j int) { stubs[i], stubs[j] = stubs[j], stubs[i] })
 
-	g.pop.Other = make([]Resource, 0, 5*len(stubs)+16)
 	g.otherInfrastructure()
 	mrnPrefix := map[string]string{KindImaging: "IMG", KindLab: "LAB", KindRegionalRecord: "RR"}[cfg.Other.Kind]
-	for _, s := range stubs {
+	g.sum.OtherOnly = make([]string, 0, cfg.Overlap.OtherOnly)
+	ids := make([]Identifier, 0, 2)
+	for k := range stubs {
+		if err := g.stopped(); err != nil {
+			return err
+		}
+		s := &stubs[k]
 		id := g.newID("other", "Patient")
-		ids := append([]Identifier{{System: cfg.Other.MRNSystem, Value: g.otherMRN.format(mrnPrefix, 8)}}, s.ids...)
+		ids = append(ids[:0], Identifier{System: cfg.Other.MRNSystem, Value: g.otherMRN.format(mrnPrefix, 8)})
+		if s.shared.System != "" {
+			ids = append(ids, s.shared)
+		}
 		g.other.add("Patient", id, patientJSON(s.p, ids, cfg.Other.MRNSystem, g.otherOrg, ""))
 		g.otherClinical(id, s.p.birth)
-		if s.ehr < 0 {
-			g.pop.OtherOnly = append(g.pop.OtherOnly, id)
+		ehr, drifted := s.ehr, s.drifted
+		*s = otherStub{} // its strings can go now
+		if ehr < 0 {
+			g.sum.OtherOnly = append(g.sum.OtherOnly, id)
 			continue
 		}
-		t := &g.pop.Truth[s.ehr]
+		t := &g.sum.Truth[ehr]
 		t.OtherRecords = append(t.OtherRecords, id)
 		if t.Class == ClassShared {
 			t.OtherID = id
 		}
-		if s.drifted {
+		if drifted {
 			t.Drifted = append(t.Drifted, id)
 		}
 	}
@@ -186,18 +219,22 @@ func (g *generator) run() error {
 }
 
 // sink collects one side's resources. Full batches go to a pool of encoder
-// goroutines while generation carries on; finish puts the encoded batches
-// back together in the order of the add calls, so concurrency never changes
-// the output. Bodies must not be touched after add; an obj shared between
-// bodies must have at most one member or be sorted already (the encoder
-// sorts members in place and writes only when they are out of order).
+// goroutines while generation carries on, and to the side's delivery
+// goroutine, which hands them to the consumer in the order of the add
+// calls once encoded, so concurrency never changes the output. At most
+// queueBatches batches wait for delivery: a slow consumer holds the
+// generation back instead of letting memory grow. Bodies must not be
+// touched after add; an obj shared between bodies must have at most one
+// member or be sorted already (the encoder sorts members in place and
+// writes only when they are out of order).
 type sink struct {
-	out     *[]Resource
-	side    string
-	counts  map[string]int
-	pend    []pending
-	batches []*batch
-	enc     *encoderPool
+	side   string
+	counts map[string]int
+	pend   []pending
+	enc    *encoderPool
+	queue  chan *batch
+	done   chan struct{} // closed when the delivery goroutine ends
+	err    atomic.Pointer[error]
 }
 
 type pending struct {
@@ -211,7 +248,35 @@ type batch struct {
 	done chan struct{}
 }
 
-const batchSize = 2048
+const (
+	batchSize    = 2048
+	queueBatches = 4
+)
+
+func newSink(side string, counts map[string]int, enc *encoderPool, emit Emit) *sink {
+	s := &sink{side: side, counts: counts, enc: enc, queue: make(chan *batch, queueBatches), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for b := range s.queue {
+			<-b.done
+			if s.err.Load() != nil {
+				continue // drain: the generation is stopping
+			}
+			if err := emit(s.side, b.res); err != nil {
+				s.err.Store(&err)
+			}
+		}
+	}()
+	return s
+}
+
+// failure is the consumer's error, if any.
+func (s *sink) failure() error {
+	if p := s.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
 
 func (s *sink) add(typ, id string, body obj) {
 	body = append(body, kv{"resourceType", typ}, kv{"id", id})
@@ -228,18 +293,16 @@ func (s *sink) flush() {
 	}
 	b := &batch{pend: s.pend, done: make(chan struct{})}
 	s.pend = make([]pending, 0, batchSize)
-	s.batches = append(s.batches, b)
 	s.enc.jobs <- b
+	s.queue <- b
 }
 
-// finish waits for every batch and appends the resources to out.
+// finish hands over the last batch and waits until every batch has been
+// delivered (or dropped after a consumer error).
 func (s *sink) finish() {
 	s.flush()
-	for _, b := range s.batches {
-		<-b.done
-		*s.out = append(*s.out, b.res...)
-	}
-	s.batches = nil
+	close(s.queue)
+	<-s.done
 }
 
 // encoderPool encodes batches on GOMAXPROCS goroutines.
@@ -414,7 +477,7 @@ func (g *generator) clinicians() error {
 		}
 		id := g.practitioner(g.ehr, "ehr", given, family)
 		g.staff = append(g.staff, id)
-		g.pop.Users = append(g.pop.Users, User{Username: c.Username, Password: c.Password, FHIRUser: "Practitioner/" + id, Kind: UserClinician})
+		g.sum.Users = append(g.sum.Users, User{Username: c.Username, Password: c.Password, FHIRUser: "Practitioner/" + id, Kind: UserClinician})
 	}
 	for range 3 {
 		g.staff = append(g.staff, g.practitioner(g.ehr, "ehr", g.f.FirstName(), g.f.LastName()))
@@ -424,7 +487,7 @@ func (g *generator) clinicians() error {
 
 func (g *generator) portalUsers() error {
 	linked := map[string]bool{}
-	for _, u := range g.pop.Users {
+	for _, u := range g.sum.Users {
 		linked[u.Username] = true
 	}
 	taken := map[string]bool{}
@@ -435,7 +498,7 @@ func (g *generator) portalUsers() error {
 		linked[u.Username] = true
 		var id string
 		if u.Patient != "" {
-			for _, t := range g.pop.Truth {
+			for _, t := range g.sum.Truth {
 				if t.EHRID == u.Patient {
 					id = t.EHRID
 				}
@@ -444,7 +507,7 @@ func (g *generator) portalUsers() error {
 				return fmt.Errorf("portal user %q: no EHR patient %q", u.Username, u.Patient)
 			}
 		} else {
-			for _, t := range g.pop.Truth {
+			for _, t := range g.sum.Truth {
 				if t.Class == u.Class && !taken[t.EHRID] {
 					id = t.EHRID
 					break
@@ -455,7 +518,7 @@ func (g *generator) portalUsers() error {
 			}
 		}
 		taken[id] = true
-		g.pop.Users = append(g.pop.Users, User{Username: u.Username, Password: u.Password, FHIRUser: "Patient/" + id, Kind: UserPatient})
+		g.sum.Users = append(g.sum.Users, User{Username: u.Username, Password: u.Password, FHIRUser: "Patient/" + id, Kind: UserPatient})
 	}
 	return nil
 }

@@ -124,17 +124,41 @@ type User struct {
 	Kind               string // UserClinician or UserPatient
 }
 
-// Population is a generated world.
-type Population struct {
-	EHR, Other []Resource
-	Truth      []Truth  // one per EHR patient, in generation order
-	OtherOnly  []string // ids of Other patients unknown to the EHR
-	Users      []User
+// Summary is everything about a generated world except the resource
+// bodies: the overlap truth (ids and identifiers only), the users and the
+// counts. Its size grows with the population (a few hundred bytes per
+// patient) but holds no resource body.
+type Summary struct {
+	Truth     []Truth  // one per EHR patient, in generation order
+	OtherOnly []string // ids of Other patients unknown to the EHR
+	Users     []User
 	// Counts has "ehr/<Type>" and "other/<Type>" resource counts.
 	Counts map[string]int
 	// Classes has the number of EHR patients per class.
 	Classes map[string]int
 }
+
+// Population is a generated world held in memory: every resource body of
+// both sides plus the Summary (whose fields read as the Population's own:
+// pop.Truth, pop.Users, pop.Counts).
+type Population struct {
+	EHR, Other []Resource
+	Summary
+}
+
+// Sides, as Stream names them.
+const (
+	SideEHR   = "ehr"
+	SideOther = "other"
+)
+
+// Emit receives one batch of one side's resources (SideEHR or SideOther).
+// For each side the batches come in generation order, one call at a time;
+// calls for the two sides may run at the same time, on goroutines other
+// than Stream's caller. The batch and its bodies stay valid after the call
+// (they are never reused), so a consumer may keep them. An error stops the
+// generation: Stream returns it.
+type Emit func(side string, batch []Resource) error
 
 // ClassCounts splits n patients over the classes by the largest remainder
 // method (see the package comment). The fractions must be valid (each in
@@ -218,18 +242,51 @@ func newFaker(seed int64) *gofakeit.Faker {
 	return &gofakeit.Faker{Rand: rand.New(rand.NewSource(seed))}
 }
 
-// Generate builds the population described by cfg. Same cfg, same bytes.
+// Generate builds the population described by cfg in memory. Same cfg,
+// same bytes. Its memory grows with the population (about 19 GB at 1 M
+// patients per side): large worlds use Stream.
 func Generate(cfg Config) (*Population, error) {
+	pop := &Population{}
+	sum, err := Stream(cfg, func(side string, batch []Resource) error {
+		if side == SideEHR {
+			pop.EHR = append(pop.EHR, batch...)
+		} else {
+			pop.Other = append(pop.Other, batch...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	pop.Summary = *sum
+	return pop, nil
+}
+
+// Stream generates the world described by cfg and hands its resources to
+// emit in batches as they are made, so that memory stays bounded whatever
+// the population: only the Summary (ids and identifiers) and a few batches
+// in flight are held. It returns once emit has had every batch. The
+// resources and their order are exactly Generate's: same cfg, same bytes.
+// The EHR side comes first, then the Other side (whose generation needs
+// the whole EHR side), each in generation order. On an error the consumer
+// may have received part of the world.
+func Stream(cfg Config, emit Emit) (*Summary, error) {
 	if err := cfg.check(); err != nil {
 		return nil, fmt.Errorf("generate population: %w", err)
 	}
-	g := newGenerator(cfg)
+	if emit == nil {
+		return nil, errors.New("generate population: no consumer")
+	}
+	g := newGenerator(cfg, emit)
 	err := g.run()
 	g.ehr.finish()
 	g.other.finish()
 	g.enc.close()
+	if err == nil {
+		err = errors.Join(g.ehr.failure(), g.other.failure())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("generate population: %w", err)
 	}
-	return g.pop, nil
+	return g.sum, nil
 }

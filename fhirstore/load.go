@@ -1,0 +1,589 @@
+package fhirstore
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// loadBatch is the number of resources per load transaction.
+const loadBatch = 5000
+
+// Load creates or replaces resources with the ids they carry, in large
+// transactions. With validate=false the caller is trusted (generated
+// worlds): bodies are canonicalised without jsonformat (sorted keys,
+// compact, numbers as written) and indexed; with validate=true each runs
+// through the Codec. Either way id and meta are set by the store. Load is
+// all or nothing per batch of 5000. It is a Loader over resources.
+func (s *Store) Load(ctx context.Context, resources []json.RawMessage, validate bool) error {
+	l, err := s.NewLoader(ctx, LoadOptions{Validate: validate})
+	if err != nil {
+		return err
+	}
+	for _, r := range resources {
+		if err := l.Add(ctx, r); err != nil {
+			break // Close reports it
+		}
+	}
+	return l.Close(ctx)
+}
+
+// LoadOptions configure a Loader.
+type LoadOptions struct {
+	// Validate runs every body through the Codec (jsonformat) instead of
+	// trusting the caller.
+	Validate bool
+	// Canonical promises bodies already in canonical form (compact, keys
+	// sorted, no HTML escaping, numbers as they should stay), as
+	// fhirstore/synth writes them. Such a body without a top-level "meta"
+	// gets its meta spliced in instead of being decoded and encoded again.
+	// Ignored with Validate.
+	Canonical bool
+}
+
+// deferredIndexes are the secondary indexes an initial load builds once at
+// the end instead of maintaining on every insert (a sort beats millions of
+// random B-tree inserts). They must match the migrations (a test checks).
+// res_type_id_version stays: its uniqueness finds an id loaded twice.
+var deferredIndexes = []struct{ name, create string }{
+	{"res_type_vid", `CREATE INDEX res_type_vid ON res(type, vid)`},
+	{"token_idx_system", `CREATE INDEX token_idx_system ON token_idx(type, param, system)`},
+	{"date_idx_vid", `CREATE INDEX date_idx_vid ON date_idx(vid, param)`},
+	{"date_idx_param", `CREATE INDEX date_idx_param ON date_idx(type, param, lo)`},
+	{"ref_idx_vid", `CREATE INDEX ref_idx_vid ON ref_idx(vid, param)`},
+}
+
+// Load-time pragmas of an initial load. synchronous=OFF is safe there: a
+// crash leaves a store that is not marked loaded (callers record that after
+// Close), which is discarded and loaded again. The larger page cache keeps
+// the index B-trees' upper levels in memory; both go back at Close.
+const (
+	loadCacheKiB   = 65536
+	normalCacheKiB = 16000
+)
+
+// Loader writes many resources into a store: one transaction per 5000
+// resources, statements prepared once per transaction. Into a new, empty
+// store (an initial load) it also runs without fsync, with a larger page
+// cache, and builds the secondary indexes at Close. Resources become
+// visible batch by batch; the secondary indexes of an initial load only at
+// Close (searches in between are correct, only slower). A Loader is not
+// safe for concurrent use; loaders of different stores run in parallel.
+type Loader struct {
+	s       *Store
+	opt     LoadOptions
+	initial bool
+	items   []loadItem
+	n       int // resources added so far
+	err     error
+	closed  bool
+
+	// An initial load keeps its transaction open over txChunks batches:
+	// every commit writes each page it dirtied to the WAL again.
+	tx     *sql.Tx
+	ins    *inserter
+	chunks int
+}
+
+// txChunks is how many batches of 5000 an initial load commits at once.
+const txChunks = 10
+
+type loadItem struct {
+	rt, id string
+	raw    []byte
+	r      *Resource
+	doc    map[string]any
+}
+
+// NewLoader starts a bulk load. Close must be called.
+func (s *Store) NewLoader(ctx context.Context, opt LoadOptions) (*Loader, error) {
+	l := &Loader{s: s, opt: opt}
+	var any int
+	if err := s.db.Write.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM res LIMIT 1)`).Scan(&any); err != nil {
+		return nil, fmt.Errorf("start load: %w", err)
+	}
+	if any == 0 {
+		if err := l.beginInitial(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+func (l *Loader) beginInitial(ctx context.Context) error {
+	db := l.s.db.Write
+	if _, err := db.ExecContext(ctx, `PRAGMA synchronous = OFF`); err != nil {
+		return fmt.Errorf("start load: %w", err)
+	}
+	if _, err := db.ExecContext(ctx, `PRAGMA cache_size = -`+strconv.Itoa(loadCacheKiB)); err != nil {
+		l.restorePragmas(ctx)
+		return fmt.Errorf("start load: %w", err)
+	}
+	// Index builds sort in temporary files, not in memory: at a million
+	// resources the sorts are gigabytes.
+	if _, err := db.ExecContext(ctx, `PRAGMA temp_store = FILE`); err != nil {
+		l.restorePragmas(ctx)
+		return fmt.Errorf("start load: %w", err)
+	}
+	err := l.s.db.WriteTx(ctx, func(tx *sql.Tx) error {
+		for _, ix := range deferredIndexes {
+			if _, err := tx.ExecContext(ctx, `DROP INDEX IF EXISTS `+ix.name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		l.restorePragmas(ctx)
+		return fmt.Errorf("start load: %w", err)
+	}
+	l.initial = true
+	return nil
+}
+
+func (l *Loader) restorePragmas(ctx context.Context) error {
+	ctx = context.WithoutCancel(ctx)
+	db := l.s.db.Write
+	_, err1 := db.ExecContext(ctx, `PRAGMA synchronous = NORMAL`)
+	_, err2 := db.ExecContext(ctx, `PRAGMA cache_size = -`+strconv.Itoa(normalCacheKiB))
+	_, err3 := db.ExecContext(ctx, `PRAGMA temp_store = MEMORY`)
+	return errors.Join(err1, err2, err3)
+}
+
+// Add queues one resource (a JSON object with resourceType and id); every
+// 5000 it writes them in one transaction. After an error every call
+// returns that error, and Close reports it too.
+func (l *Loader) Add(ctx context.Context, body []byte) error {
+	if l.err != nil {
+		return l.err
+	}
+	if l.closed {
+		return errors.New("load: loader closed")
+	}
+	it, err := l.prepare(body)
+	if err != nil {
+		l.err = err
+		return err
+	}
+	l.items = append(l.items, it)
+	l.n++
+	if len(l.items) >= loadBatch {
+		return l.flush(ctx)
+	}
+	return nil
+}
+
+func (l *Loader) prepare(raw []byte) (loadItem, error) {
+	doc, err := decodeDoc(raw)
+	if err != nil {
+		return loadItem{}, fmt.Errorf("load resource %d: %w", l.n, badRequest("structure", "body is not a JSON object"))
+	}
+	rt, _ := doc["resourceType"].(string)
+	id, _ := doc["id"].(string)
+	if !supported(rt) {
+		return loadItem{}, fmt.Errorf("load resource %d: %w", l.n, unknownType(rt))
+	}
+	if !idPattern.MatchString(id) {
+		return loadItem{}, fmt.Errorf("load resource %d: %w", l.n, badRequest("value", "invalid or missing id"))
+	}
+	it := loadItem{rt: rt, id: id, raw: raw, doc: doc}
+	if l.opt.Validate {
+		if it.r, err = l.s.codec.Parse(raw); err != nil {
+			return loadItem{}, fmt.Errorf("load %s/%s: %w", rt, id, err)
+		}
+	}
+	return it, nil
+}
+
+func (l *Loader) flush(ctx context.Context) error {
+	if len(l.items) == 0 {
+		return nil
+	}
+	items := l.items
+	l.items = l.items[:0]
+	if err := l.write(ctx, items); err != nil {
+		l.err = err
+		return err
+	}
+	clear(items) // the bodies and documents can go
+	return nil
+}
+
+func (l *Loader) write(ctx context.Context, items []loadItem) error {
+	if !l.initial {
+		return l.s.db.WriteTx(ctx, func(tx *sql.Tx) error {
+			ins, err := prepareInsert(ctx, tx)
+			if err != nil {
+				return err
+			}
+			defer ins.close()
+			return l.writeItems(ctx, ins, items)
+		})
+	}
+	if l.tx == nil {
+		tx, err := l.s.db.Write.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("begin write: %w", err)
+		}
+		ins, err := prepareInsert(ctx, tx)
+		if err != nil {
+			tx.Rollback()
+			return err
+		}
+		l.tx, l.ins = tx, ins
+	}
+	// A savepoint keeps the load all or nothing per batch: a failed batch
+	// is undone, the batches before it stay and are committed by Close.
+	if _, err := l.tx.ExecContext(ctx, `SAVEPOINT load_batch`); err != nil {
+		return fmt.Errorf("load: %w", err)
+	}
+	if err := l.writeItems(ctx, l.ins, items); err != nil {
+		_, rerr := l.tx.ExecContext(context.WithoutCancel(ctx), `ROLLBACK TO load_batch`)
+		if rerr != nil {
+			l.endTx(false)
+		}
+		return errors.Join(err, rerr)
+	}
+	if _, err := l.tx.ExecContext(ctx, `RELEASE load_batch`); err != nil {
+		return fmt.Errorf("load: %w", err)
+	}
+	if l.chunks++; l.chunks%txChunks == 0 {
+		return l.endTx(true)
+	}
+	return nil
+}
+
+// endTx commits (or rolls back) an initial load's open transaction.
+func (l *Loader) endTx(commit bool) error {
+	if l.tx == nil {
+		return nil
+	}
+	tx, ins := l.tx, l.ins
+	l.tx, l.ins = nil, nil
+	ins.close()
+	if !commit {
+		tx.Rollback()
+		return nil
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// pendingIndex collects a batch's index rows, inserted after its versions
+// in key order: neighbouring keys land on the same B-tree pages.
+type pendingIndex struct {
+	tokens  []tokenRec
+	strings []stringRec
+	dates   []dateRec
+	refs    []refRec
+}
+
+type (
+	tokenRec struct {
+		rt  string
+		row tokenRow
+		vid int64
+	}
+	stringRec struct {
+		rt  string
+		row stringRow
+		vid int64
+	}
+	dateRec struct {
+		rt  string
+		row dateRow
+		vid int64
+	}
+	refRec struct {
+		rt  string
+		row refRow
+		vid int64
+	}
+)
+
+func (pi *pendingIndex) add(rt string, ix indexRows, vid int64) {
+	for _, r := range ix.tokens {
+		pi.tokens = append(pi.tokens, tokenRec{rt, r, vid})
+	}
+	for _, r := range ix.strings {
+		pi.strings = append(pi.strings, stringRec{rt, r, vid})
+	}
+	for _, r := range ix.dates {
+		pi.dates = append(pi.dates, dateRec{rt, r, vid})
+	}
+	for _, r := range ix.refs {
+		pi.refs = append(pi.refs, refRec{rt, r, vid})
+	}
+}
+
+// flush inserts the rows sorted by each table's primary key (date_idx by
+// rowid: its order of insertion).
+func (pi *pendingIndex) flush(ctx context.Context, ins *inserter) error {
+	slices.SortFunc(pi.tokens, func(a, b tokenRec) int {
+		return cmp.Or(cmp.Compare(a.rt, b.rt), cmp.Compare(a.row.param, b.row.param), cmp.Compare(a.row.value, b.row.value),
+			cmp.Compare(a.row.system, b.row.system), cmp.Compare(a.vid, b.vid))
+	})
+	for _, t := range pi.tokens {
+		if _, err := ins.tok.ExecContext(ctx, t.rt, t.row.param, t.row.value, t.row.system, t.vid); err != nil {
+			return fmt.Errorf("index %s: %w", t.rt, err)
+		}
+	}
+	slices.SortFunc(pi.strings, func(a, b stringRec) int {
+		return cmp.Or(cmp.Compare(a.rt, b.rt), cmp.Compare(a.row.param, b.row.param), cmp.Compare(a.row.norm, b.row.norm),
+			cmp.Compare(a.row.raw, b.row.raw), cmp.Compare(a.vid, b.vid))
+	})
+	for _, t := range pi.strings {
+		if _, err := ins.str.ExecContext(ctx, t.rt, t.row.param, t.row.norm, t.row.raw, t.vid); err != nil {
+			return fmt.Errorf("index %s: %w", t.rt, err)
+		}
+	}
+	for _, t := range pi.dates {
+		if _, err := ins.date.ExecContext(ctx, t.rt, t.row.param, t.row.lo, t.row.hi, t.vid); err != nil {
+			return fmt.Errorf("index %s: %w", t.rt, err)
+		}
+	}
+	slices.SortFunc(pi.refs, func(a, b refRec) int {
+		return cmp.Or(cmp.Compare(a.rt, b.rt), cmp.Compare(a.row.param, b.row.param), cmp.Compare(a.row.tid, b.row.tid),
+			cmp.Compare(a.row.ttype, b.row.ttype), cmp.Compare(a.row.base, b.row.base), cmp.Compare(a.vid, b.vid))
+	})
+	for _, t := range pi.refs {
+		if _, err := ins.ref.ExecContext(ctx, t.rt, t.row.param, t.row.ttype, t.row.tid, t.row.base, t.vid); err != nil {
+			return fmt.Errorf("index %s: %w", t.rt, err)
+		}
+	}
+	return nil
+}
+
+func (l *Loader) writeItems(ctx context.Context, ins *inserter, items []loadItem) error {
+	s := l.s
+	at := s.now().UTC().Truncate(time.Millisecond)
+	lastUpdated := at.Format("2006-01-02T15:04:05.000Z07:00")
+	var pi pendingIndex
+	for _, p := range items {
+		version, prevVid := 1, int64(0)
+		if !l.initial {
+			cur, err := ins.current(ctx, p.rt, p.id)
+			if err != nil {
+				return err
+			}
+			if cur != nil {
+				version, prevVid = cur.Version+1, cur.seq
+			}
+		}
+		body, doc, err := l.body(p, version, at, lastUpdated)
+		if err != nil {
+			return err
+		}
+		vid, err := ins.insertVersion(ctx, p.rt, p.id, version, prevVid, at.UnixMilli(), body)
+		if err != nil && l.initial && isUniqueViolation(err) {
+			// The same id twice in an initial load: the later one is a
+			// new version, as outside an initial load.
+			cur, cerr := ins.current(ctx, p.rt, p.id)
+			if cerr != nil || cur == nil {
+				return errors.Join(err, cerr)
+			}
+			if body, doc, err = l.body(p, cur.Version+1, at, lastUpdated); err != nil {
+				return err
+			}
+			vid, err = ins.insertVersion(ctx, p.rt, p.id, cur.Version+1, cur.seq, at.UnixMilli(), body)
+		}
+		if err != nil {
+			return err
+		}
+		pi.add(p.rt, extractIndex(p.rt, doc, s.base), vid)
+	}
+	return pi.flush(ctx, ins)
+}
+
+// body is the stored form of an item at version: stamped by the codec,
+// meta spliced into a canonical body, or re-encoded with meta.
+func (l *Loader) body(p loadItem, version int, at time.Time, lastUpdated string) ([]byte, map[string]any, error) {
+	if p.r != nil {
+		body, err := l.s.codec.stamp(p.r, p.id, version, at)
+		if err != nil {
+			return nil, nil, err
+		}
+		doc, err := decodeDoc(body)
+		if err != nil {
+			return nil, nil, fmt.Errorf("decode canonical %s/%s: %w", p.rt, p.id, err)
+		}
+		return body, doc, nil
+	}
+	meta, _ := p.doc["meta"].(map[string]any)
+	if l.opt.Canonical && meta == nil {
+		if body, ok := spliceMeta(p.raw, version, lastUpdated); ok {
+			// The document stays without meta: no index reads it.
+			return body, p.doc, nil
+		}
+	}
+	if meta == nil {
+		meta = map[string]any{}
+	}
+	meta["versionId"] = strconv.Itoa(version)
+	meta["lastUpdated"] = lastUpdated
+	p.doc["meta"] = meta
+	body, err := canonicalJSON(p.doc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode %s/%s: %w", p.rt, p.id, err)
+	}
+	return body, p.doc, nil
+}
+
+// isUniqueViolation reports SQLITE_CONSTRAINT_UNIQUE (2067) or
+// SQLITE_CONSTRAINT_PRIMARYKEY (1555).
+func isUniqueViolation(err error) bool {
+	var c interface{ Code() int }
+	if errors.As(err, &c) {
+		return c.Code() == 2067 || c.Code() == 1555
+	}
+	return false
+}
+
+// Close writes what is queued (after an error: the batches written before
+// it) and ends the load; an initial load builds
+// its secondary indexes and gathers planner statistics here and restores
+// the store's normal settings. It returns the first error of the load.
+func (l *Loader) Close(ctx context.Context) error {
+	if l.closed {
+		return l.err
+	}
+	if l.err == nil {
+		l.flush(ctx)
+	}
+	// What the open transaction holds are whole batches (a failed one was
+	// rolled back to its savepoint): they are committed even after an error.
+	if err := l.endTx(true); err != nil && l.err == nil {
+		l.err = err
+	}
+	l.closed = true
+	l.items = nil
+	if !l.initial {
+		return l.err
+	}
+	// The indexes are built even after an error: the store must stay
+	// searchable with what was committed.
+	bctx := context.WithoutCancel(ctx)
+	err := l.s.db.WriteTx(bctx, func(tx *sql.Tx) error {
+		for _, ix := range deferredIndexes {
+			if _, err := tx.ExecContext(bctx, ix.create); err != nil {
+				return fmt.Errorf("build index %s: %w", ix.name, err)
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		_, err = l.s.db.Write.ExecContext(bctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
+	}
+	err = errors.Join(l.err, err, l.restorePragmas(bctx))
+	if err != nil {
+		return fmt.Errorf("load: %w", err)
+	}
+	return nil
+}
+
+// spliceMeta inserts "meta":{"lastUpdated":…,"versionId":…} into a
+// canonical object body at its sorted place. ok is false when the body is
+// not a plain canonical object (then the caller re-encodes it).
+func spliceMeta(body []byte, version int, lastUpdated string) ([]byte, bool) {
+	if len(body) < 2 || body[0] != '{' || body[len(body)-1] != '}' {
+		return nil, false
+	}
+	at := -1 // offset of the first member whose key sorts after "meta"
+	i := 1
+	for i < len(body)-1 {
+		if body[i] != '"' {
+			return nil, false
+		}
+		j := i + 1
+		for j < len(body) && body[j] != '"' {
+			if body[j] == '\\' {
+				return nil, false
+			}
+			j++
+		}
+		key := string(body[i+1 : j])
+		if key == "meta" {
+			return nil, false
+		}
+		if at < 0 && key > "meta" {
+			at = i
+		}
+		if j+1 >= len(body) || body[j+1] != ':' {
+			return nil, false
+		}
+		end, ok := skipValue(body, j+2)
+		if !ok {
+			return nil, false
+		}
+		switch {
+		case end == len(body)-1:
+			i = end
+		case body[end] == ',' && end+1 < len(body)-1:
+			i = end + 1
+		default:
+			return nil, false
+		}
+	}
+	if i != len(body)-1 {
+		return nil, false
+	}
+	meta := `"meta":{"lastUpdated":"` + lastUpdated + `","versionId":"` + strconv.Itoa(version) + `"}`
+	out := make([]byte, 0, len(body)+len(meta)+1)
+	switch {
+	case len(body) == 2:
+		out = append(append(append(out, '{'), meta...), '}')
+	case at < 0:
+		out = append(append(append(append(out, body[:len(body)-1]...), ','), meta...), '}')
+	default:
+		out = append(append(append(append(out, body[:at]...), meta...), ','), body[at:]...)
+	}
+	return out, true
+}
+
+// skipValue returns the offset just after the compact JSON value at i.
+func skipValue(b []byte, i int) (int, bool) {
+	depth := 0
+	for i < len(b) {
+		switch c := b[i]; c {
+		case '"':
+			i++
+			for i < len(b) && b[i] != '"' {
+				if b[i] == '\\' {
+					i++
+				}
+				i++
+			}
+			if i >= len(b) {
+				return 0, false
+			}
+			i++
+		case '{', '[':
+			depth++
+			i++
+		case '}', ']':
+			if depth == 0 {
+				return i, true
+			}
+			depth--
+			i++
+		case ',':
+			if depth == 0 {
+				return i, true
+			}
+			i++
+		case ' ', '\t', '\n', '\r':
+			return 0, false // not compact
+		default:
+			i++
+		}
+	}
+	return 0, false
+}
