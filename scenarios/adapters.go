@@ -27,10 +27,15 @@ var _ ehr.UserDirectory = (*users)(nil)
 
 func newUsers(list []synth.User) *users {
 	u := &users{byName: make(map[string]synth.User, len(list))}
+	u.add(list)
+	return u
+}
+
+// add registers logins; only before the servers using u serve.
+func (u *users) add(list []synth.User) {
 	for _, x := range list {
 		u.byName[x.Username] = x
 	}
-	return u
 }
 
 func (u *users) Authenticate(ctx context.Context, username, password string) (ehr.User, error) {
@@ -261,11 +266,11 @@ func (d otherDirectory) records(res *fhirstore.SearchResult) ([]otheras.PatientR
 }
 
 func (d otherDirectory) FindByIdentifier(ctx context.Context, system, value string) ([]otheras.PatientRecord, error) {
-	res, err := d.store.Search(ctx, "Patient", url.Values{"identifier": {system + "|" + value}, "_count": {"10"}})
+	entries, err := d.store.FindByIdentifier(ctx, "Patient", system, value, 10)
 	if err != nil {
 		return nil, fmt.Errorf("search patients by identifier: %w", err)
 	}
-	return d.records(res)
+	return d.records(&fhirstore.SearchResult{Entries: entries})
 }
 
 func (d otherDirectory) Patient(ctx context.Context, id string) (otheras.PatientRecord, error) {

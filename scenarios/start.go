@@ -3,7 +3,6 @@ package scenarios
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -64,8 +63,10 @@ type Ready struct {
 
 // Running is a started world. Close stops it.
 type Running struct {
-	World      *World
-	Population *synth.Population
+	World *World
+	// Population is what was generated: the overlap truth and the users
+	// (the resources themselves are in the stores).
+	Population *synth.Summary
 	Trace      *trace.Recorder
 	// fingerprint identifies World; computed once at Start.
 	fingerprint string
@@ -163,13 +164,12 @@ func Start(ctx context.Context, w *World, opt Options) (_ *Running, err error) {
 	}
 
 	cfg := w.SynthConfig()
-	if r.Population, err = synth.Generate(cfg); err != nil {
-		closeListeners()
-		return nil, fmt.Errorf("generate world: %w", err)
-	}
-	// The directories load while the authorization servers generate their
-	// keys: both take a few hundred milliseconds of the start-up.
-	loaded, err := r.openStores(ctx, dataDir, opt)
+	// The directories are generated and loaded while the authorization
+	// servers generate their keys: both take a few hundred milliseconds of
+	// the start-up. The logins are known once the generation is over,
+	// before any server serves.
+	logins := newUsers(nil)
+	loaded, err := r.openStores(ctx, dataDir, opt, cfg)
 	if err != nil {
 		closeListeners()
 		return nil, err
@@ -201,7 +201,7 @@ func Start(ctx context.Context, w *World, opt Options) (_ *Running, err error) {
 			FHIRBase:     r.ready.OtherFHIR,
 			Capabilities: otheras.Capabilities,
 		}},
-		Users:          newUsers(r.Population.Users),
+		Users:          logins,
 		Patients:       &patients{store: r.ehrStore, mrnSystem: cfg.EHR.MRNSystem},
 		Clients:        w.clientsFor(RegisterAtEHR, r.ready),
 		Lifetimes:      w.ehrLifetimes(),
@@ -219,7 +219,7 @@ func Start(ctx context.Context, w *World, opt Options) (_ *Running, err error) {
 			Name: cfg.Other.Name, FHIRBase: r.ready.OtherFHIR,
 			ResolvePatient: r.otherPatientResolver(w.Match.IdentifierSystems, w.Match.ConfirmDemographics),
 		}}
-	} else if err := r.startOtherAS(ctx, w, cfg.Other.Name, otherOrigin, dataDir, opt, outbound, &ehrCfg, brokerSecret); err != nil {
+	} else if err := r.startOtherAS(ctx, w, cfg.Other.Name, otherOrigin, dataDir, opt, outbound, &ehrCfg, brokerSecret, logins); err != nil {
 		closeListeners()
 		return nil, err
 	}
@@ -233,6 +233,7 @@ func Start(ctx context.Context, w *World, opt Options) (_ *Running, err error) {
 		closeListeners()
 		return nil, err
 	}
+	logins.add(r.Population.Users)
 
 	ehrSec := ehrAS.SecurityURIs()
 	ehrSecurity := &fhirstore.SecurityURIs{
@@ -366,46 +367,127 @@ func prepareDataDir(dir string, reset bool) error {
 
 const fingerprintKey = "world_fingerprint"
 
-// openStores opens both FHIR stores and, when they are new, starts loading
-// the generated directories into them (both sides at once); loaded waits
-// for the loads. A store that holds another world is an error: the data
+// openStores opens the two FHIR stores and streams the generated
+// directories into them (both sides at once), setting r.Population; loaded
+// waits for the loads. A store that already holds this world gets only its
+// Endpoints again (they carry the servers' addresses, which change between
+// runs without --port); one that holds another world is an error: the data
 // would not match the world's truth.
-func (r *Running) openStores(ctx context.Context, dataDir string, opt Options) (loaded func() error, err error) {
-	fp := r.fingerprint
+func (r *Running) openStores(ctx context.Context, dataDir string, opt Options, cfg synth.Config) (loaded func() error, err error) {
 	sides := []struct {
-		name  string
-		file  string
-		base  string
-		res   []synth.Resource
-		store **fhirstore.Store
+		name, file, base string
+		store            **fhirstore.Store
 	}{
-		{"EHR", "ehr-fhir.db", r.ready.EHRFHIR, r.Population.EHR, &r.ehrStore},
-		{"Other", "other-fhir.db", r.ready.OtherFHIR, r.Population.Other, &r.otherStore},
+		{synth.SideEHR, "ehr-fhir.db", r.ready.EHRFHIR, &r.ehrStore},
+		{synth.SideOther, "other-fhir.db", r.ready.OtherFHIR, &r.otherStore},
 	}
-	errs := make([]error, len(sides))
-	var wg sync.WaitGroup
-	for i, s := range sides {
+	targets := map[string]*loadTarget{}
+	for _, s := range sides {
 		st, err := fhirstore.Open(ctx, fhirstore.Options{
 			Path:    filepath.Join(dataDir, s.file),
 			Now:     opt.Now,
 			Logger:  opt.Logger,
 			BaseURL: s.base,
 		})
-		if err != nil {
-			wg.Wait()
-			return nil, fmt.Errorf("open %s store: %w", s.name, err)
+		if err == nil {
+			*s.store = st
+			var t *loadTarget
+			if t, err = newLoadTarget(ctx, st, s.name, r.fingerprint, r.placeholders()); err == nil {
+				targets[s.name] = t
+				continue
+			}
+		} else {
+			err = fmt.Errorf("open %s store: %w", s.name, err)
 		}
-		*s.store = st
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = loadSide(ctx, st, s.name, fp, s.res, r.placeholders())
-		}()
+		// Nothing was loaded: close what was opened.
+		for _, o := range sides {
+			if t := targets[o.name]; t != nil {
+				t.loader.Close(ctx)
+			}
+			if *o.store != nil {
+				(*o.store).Close()
+				*o.store = nil
+			}
+		}
+		return nil, err
 	}
+	done := make(chan error, 1)
+	go func() {
+		sum, err := synth.Stream(cfg, func(side string, batch []synth.Resource) error {
+			return targets[side].add(ctx, batch)
+		})
+		if err != nil {
+			err = fmt.Errorf("generate world: %w", err)
+		}
+		for _, s := range sides {
+			err = errors.Join(err, targets[s.name].finish(ctx))
+		}
+		r.Population = sum
+		done <- err
+	}()
+	var once sync.Once
+	var result error
 	return func() error {
-		wg.Wait()
-		return errors.Join(errs...)
+		once.Do(func() { result = <-done })
+		return result
 	}, nil
+}
+
+// loadTarget is one side's store taking the generated resources.
+type loadTarget struct {
+	store         *fhirstore.Store
+	side, fp      string
+	endpointsOnly bool // the store holds this world already
+	loader        *fhirstore.Loader
+	places        map[string]string
+}
+
+func newLoadTarget(ctx context.Context, st *fhirstore.Store, side, fp string, places map[string]string) (*loadTarget, error) {
+	have, ok, err := st.Meta(ctx, fingerprintKey)
+	if err != nil {
+		return nil, fmt.Errorf("read %s store: %w", side, err)
+	}
+	if ok && have != fp {
+		return nil, fmt.Errorf("the data directory holds another world (%s store fingerprint %s, this world %s): start with --reset to discard it, or use another --data directory", side, have, fp)
+	}
+	l, err := st.NewLoader(ctx, fhirstore.LoadOptions{Canonical: true})
+	if err != nil {
+		return nil, fmt.Errorf("load %s directory: %w", side, err)
+	}
+	return &loadTarget{store: st, side: side, fp: fp, endpointsOnly: ok, loader: l, places: places}, nil
+}
+
+// add loads a batch; Endpoints get the servers' real addresses.
+func (t *loadTarget) add(ctx context.Context, batch []synth.Resource) error {
+	for _, x := range batch {
+		if t.endpointsOnly && x.Type != "Endpoint" {
+			continue
+		}
+		body := x.JSON
+		if x.Type == "Endpoint" {
+			for from, to := range t.places {
+				body = bytes.ReplaceAll(body, []byte(`"`+from), []byte(`"`+to))
+			}
+		}
+		if err := t.loader.Add(ctx, body); err != nil {
+			return fmt.Errorf("load %s directory: %w", t.side, err)
+		}
+	}
+	return nil
+}
+
+// finish ends the load and records the world's fingerprint in a store
+// loaded for the first time.
+func (t *loadTarget) finish(ctx context.Context) error {
+	if err := t.loader.Close(ctx); err != nil {
+		return fmt.Errorf("load %s directory: %w", t.side, err)
+	}
+	if !t.endpointsOnly {
+		if err := t.store.SetMeta(ctx, fingerprintKey, t.fp); err != nil {
+			return fmt.Errorf("record %s world fingerprint: %w", t.side, err)
+		}
+	}
+	return nil
 }
 
 // placeholders maps the generator's stand-in server addresses to the real
@@ -420,40 +502,6 @@ func (r *Running) placeholders() map[string]string {
 }
 
 func originOf(fhirBase string) string { return fhirBase[:len(fhirBase)-len("/fhir")] }
-
-func loadSide(ctx context.Context, st *fhirstore.Store, side, fp string, res []synth.Resource, places map[string]string) error {
-	have, ok, err := st.Meta(ctx, fingerprintKey)
-	if err != nil {
-		return fmt.Errorf("read %s store: %w", side, err)
-	}
-	if ok && have != fp {
-		return fmt.Errorf("the data directory holds another world (%s store fingerprint %s, this world %s): start with --reset to discard it, or use another --data directory", side, have, fp)
-	}
-	// Endpoints carry the servers' addresses, which change between runs
-	// without --port: they are rewritten on every start.
-	var batch []json.RawMessage
-	for _, x := range res {
-		if ok && x.Type != "Endpoint" {
-			continue
-		}
-		body := x.JSON
-		if x.Type == "Endpoint" {
-			for from, to := range places {
-				body = bytes.ReplaceAll(body, []byte(`"`+from), []byte(`"`+to))
-			}
-		}
-		batch = append(batch, body)
-	}
-	if err := st.Load(ctx, batch, false); err != nil {
-		return fmt.Errorf("load %s directory: %w", side, err)
-	}
-	if !ok {
-		if err := st.SetMeta(ctx, fingerprintKey, fp); err != nil {
-			return fmt.Errorf("record %s world fingerprint: %w", side, err)
-		}
-	}
-	return nil
-}
 
 // Close stops the servers (letting in-flight requests finish), closes the
 // stores and removes the temporary data directory. It is safe to call more

@@ -116,7 +116,7 @@ func (r *Running) brokerClient(secret string) authkit.Client {
 
 // startOtherAS starts OtherAS (directions A, B, D) and makes it the EHR's
 // partner in ehrCfg; the broker is registered at both.
-func (r *Running) startOtherAS(ctx context.Context, w *World, orgName, otherOrigin, dataDir string, opt Options, outbound *http.Client, ehrCfg *ehr.Config, brokerSecret string) error {
+func (r *Running) startOtherAS(ctx context.Context, w *World, orgName, otherOrigin, dataDir string, opt Options, outbound *http.Client, ehrCfg *ehr.Config, brokerSecret string, logins *users) error {
 	otherAS, err := otheras.New(ctx, otheras.Config{
 		Issuer:   r.ready.OtherIssuer,
 		FHIRBase: r.ready.OtherFHIR,
@@ -128,7 +128,7 @@ func (r *Running) startOtherAS(ctx context.Context, w *World, orgName, otherOrig
 			ClientID: partnerClientID,
 		}},
 		Directory:           otherDirectory{store: r.otherStore},
-		Users:               otherUsers{newUsers(r.Population.Users)},
+		Users:               otherUsers{logins},
 		MatchSystems:        w.Match.IdentifierSystems,
 		ConfirmDemographics: w.Match.ConfirmDemographics,
 		Clients:             append(w.clientsFor(RegisterAtOther, r.ready), r.brokerClient(brokerSecret)),

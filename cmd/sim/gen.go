@@ -24,13 +24,18 @@ func runGen(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	pop, err := synth.Generate(world.SynthConfig())
+	// Streamed: memory stays bounded whatever the population.
+	w, err := synth.NewNDJSONWriter(*out)
+	if err != nil {
+		return fmt.Errorf("write directories: %w", err)
+	}
+	pop, err := synth.Stream(world.SynthConfig(), w.Write)
+	counts, cerr := w.Close()
 	if err != nil {
 		return fmt.Errorf("generate world: %w", err)
 	}
-	counts, err := synth.WriteNDJSON(pop, *out)
-	if err != nil {
-		return fmt.Errorf("write directories: %w", err)
+	if cerr != nil {
+		return fmt.Errorf("write directories: %w", cerr)
 	}
 	fmt.Fprintf(stdout, "wrote %s\n\nresources:\n", *out)
 	printCounts(stdout, counts)
