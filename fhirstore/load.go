@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/smart-sim/sim/internal/sqlitedb"
 )
 
 // loadBatch is the number of resources per load transaction.
@@ -65,7 +67,7 @@ var deferredIndexes = []struct{ name, create string }{
 // the index B-trees' upper levels in memory; both go back at Close.
 const (
 	loadCacheKiB   = 65536
-	normalCacheKiB = 16000
+	normalCacheKiB = sqlitedb.DefaultCacheKiB
 )
 
 // Loader writes many resources into a store: one transaction per 5000

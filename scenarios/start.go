@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -383,12 +384,8 @@ func (r *Running) openStores(ctx context.Context, dataDir string, opt Options, c
 	}
 	targets := map[string]*loadTarget{}
 	for _, s := range sides {
-		st, err := fhirstore.Open(ctx, fhirstore.Options{
-			Path:    filepath.Join(dataDir, s.file),
-			Now:     opt.Now,
-			Logger:  opt.Logger,
-			BaseURL: s.base,
-		})
+		path := filepath.Join(dataDir, s.file)
+		st, err := openFreshOrLoaded(ctx, fhirstore.Options{Path: path, Now: opt.Now, Logger: opt.Logger, BaseURL: s.base})
 		if err == nil {
 			*s.store = st
 			var t *loadTarget
@@ -431,6 +428,34 @@ func (r *Running) openStores(ctx context.Context, dataDir string, opt Options, c
 		once.Do(func() { result = <-done })
 		return result
 	}, nil
+}
+
+// openFreshOrLoaded opens a FHIR store that is either new or fully loaded
+// with a world (it carries the world's fingerprint). A store without a
+// fingerprint was left by a start that stopped during its first load
+// (which runs without fsync): it holds nothing but part of the generated
+// world, since nothing is served before the fingerprint is written, so it
+// is removed and made anew (a new store is empty: removing it is cheap).
+func openFreshOrLoaded(ctx context.Context, opt fhirstore.Options) (*fhirstore.Store, error) {
+	st, err := fhirstore.Open(ctx, opt)
+	if err != nil {
+		return nil, err
+	}
+	_, ok, err := st.Meta(ctx, fingerprintKey)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("read store %s: %w", opt.Path, err)
+	}
+	if ok {
+		return st, nil
+	}
+	st.Close()
+	for _, p := range []string{opt.Path, opt.Path + "-wal", opt.Path + "-shm"} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("remove half-loaded store %s: %w", p, err)
+		}
+	}
+	return fhirstore.Open(ctx, opt)
 }
 
 // loadTarget is one side's store taking the generated resources.

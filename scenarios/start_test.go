@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/smart-sim/sim/fhirstore"
 	"github.com/smart-sim/sim/internal/browser"
 	"github.com/smart-sim/sim/scenarios"
 )
@@ -319,4 +320,47 @@ func TestDataDirPersistsAndRefusesAnotherWorld(t *testing.T) {
 		t.Fatalf("after reset with another seed the first patient is still %s", got)
 	}
 	r.Close(ctx)
+}
+
+// A store left by a start that stopped during its first load has no world
+// fingerprint: the next start makes it anew instead of serving a partial
+// directory (or one whose first load ran without fsync).
+func TestDataDirHalfLoadedStoreIsRebuilt(t *testing.T) {
+	dir := t.TempDir()
+	ctx := t.Context()
+	st, err := fhirstore.Open(ctx, fhirstore.Options{Path: filepath.Join(dir, "ehr-fhir.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leftover := json.RawMessage(`{"resourceType":"Patient","id":"leftover","name":[{"family":"Partial"}]}`)
+	if err := st.Load(ctx, []json.RawMessage{leftover}, false); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	r, err := scenarios.Start(ctx, scenarios.DefaultWorld(), scenarios.Options{DataDir: dir})
+	if err != nil {
+		t.Fatalf("start over a half-loaded store: %v", err)
+	}
+	defer r.Close(ctx)
+	first := world(t, r).Patients[0].EHRID
+	tok := ehrLaunch(t, r, first, "dr.smith")
+	if code := status(t, r.Ready().EHRFHIR+"/Patient/"+first, tok.AccessToken); code != http.StatusOK {
+		t.Fatalf("read of the world's patient: %d, want 200", code)
+	}
+	if code := status(t, r.Ready().EHRFHIR+"/Patient/leftover", tok.AccessToken); code != http.StatusNotFound {
+		t.Fatalf("read of the half-loaded store's patient: %d, want 404 (the store is made anew)", code)
+	}
+}
+
+func status(t *testing.T, rawURL, bearer string) int {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, rawURL, nil)
+	req.Header.Set("Authorization", "Bearer "+bearer)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

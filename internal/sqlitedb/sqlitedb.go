@@ -34,14 +34,27 @@ var pragmas = []string{
 	"synchronous(NORMAL)",
 	"foreign_keys(ON)",
 	"temp_store(MEMORY)",
-	"cache_size(-16000)",
 }
 
-func dsn(path string, readOnly bool) string {
+// DefaultCacheKiB is each connection's page cache unless Options say
+// otherwise.
+const DefaultCacheKiB = 16000
+
+// Options tune OpenWith; the zero value is Open's defaults.
+type Options struct {
+	// CacheKiB is each connection's page cache (0: DefaultCacheKiB). Every
+	// pooled connection has its own, and a long-running server fills it:
+	// a store whose hot set is small (the authorization servers' key/value
+	// table, written at every token request) needs far less.
+	CacheKiB int
+}
+
+func dsn(path string, readOnly bool, cacheKiB int) string {
 	q := url.Values{}
 	for _, p := range pragmas {
 		q.Add("_pragma", p)
 	}
+	q.Add("_pragma", fmt.Sprintf("cache_size(-%d)", cacheKiB))
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
 	} else {
@@ -55,7 +68,15 @@ func dsn(path string, readOnly bool) string {
 // *.sql files of migrations in lexical order, each once, each in its own
 // transaction. migrations may be nil.
 func Open(ctx context.Context, path string, migrations fs.FS) (*DB, error) {
-	w, err := sql.Open("sqlite", dsn(path, false))
+	return OpenWith(ctx, path, migrations, Options{})
+}
+
+// OpenWith is Open with opt.
+func OpenWith(ctx context.Context, path string, migrations fs.FS, opt Options) (*DB, error) {
+	if opt.CacheKiB <= 0 {
+		opt.CacheKiB = DefaultCacheKiB
+	}
+	w, err := sql.Open("sqlite", dsn(path, false, opt.CacheKiB))
 	if err != nil {
 		return nil, fmt.Errorf("open writer %s: %w", path, err)
 	}
@@ -75,7 +96,7 @@ func Open(ctx context.Context, path string, migrations fs.FS) (*DB, error) {
 			return nil, err
 		}
 	}
-	r, err := sql.Open("sqlite", dsn(path, true))
+	r, err := sql.Open("sqlite", dsn(path, true, opt.CacheKiB))
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open readers %s: %w", path, err)
