@@ -219,6 +219,7 @@ func (l *Loader) flush(ctx context.Context) error {
 
 func (l *Loader) write(ctx context.Context, items []loadItem) error {
 	if !l.initial {
+		defer l.s.cache.invalidateAll()
 		return l.s.db.WriteTx(ctx, func(tx *sql.Tx) error {
 			ins, err := prepareInsert(ctx, tx)
 			if err != nil {
@@ -273,7 +274,9 @@ func (l *Loader) endTx(commit bool) error {
 		tx.Rollback()
 		return nil
 	}
-	if err := tx.Commit(); err != nil {
+	err := tx.Commit()
+	l.s.cache.invalidateAll()
+	if err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil

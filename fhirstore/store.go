@@ -54,6 +54,7 @@ type Store struct {
 	readStmt  *sql.Stmt
 	vreadStmt *sql.Stmt
 	stmts     *stmtCache // reader statements by SQL text (searches)
+	cache     *readCache // current versions of recently read resources
 }
 
 // Open opens (or creates) the store at opt.Path and applies its migrations.
@@ -73,7 +74,7 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open fhir store: %w", err)
 	}
-	s := &Store{db: db, codec: codec, now: opt.Now, log: opt.Logger, base: opt.BaseURL, stmts: newStmtCache(db.Read)}
+	s := &Store{db: db, codec: codec, now: opt.Now, log: opt.Logger, base: opt.BaseURL, stmts: newStmtCache(db.Read), cache: newReadCache()}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -129,6 +130,7 @@ func unknownType(resourceType string) error {
 }
 
 // Read returns the current body of a resource: ErrNotFound or ErrGone.
+// The body may be shared with other readers: do not modify it.
 func (s *Store) Read(ctx context.Context, resourceType, id string) (json.RawMessage, error) {
 	v, err := s.ReadVersion(ctx, resourceType, id, 0)
 	if err != nil {
@@ -139,13 +141,22 @@ func (s *Store) Read(ctx context.Context, resourceType, id string) (json.RawMess
 
 // ReadVersion returns version n of a resource, or the current one when n
 // is 0. A current version that is a deletion gives ErrGone; vread of a
-// deletion version gives ErrGone too.
+// deletion version gives ErrGone too. The current version may come from
+// a cache of recently read ones (every write invalidates it); its Body is
+// shared: do not modify it.
 func (s *Store) ReadVersion(ctx context.Context, resourceType, id string, n int) (*Version, error) {
 	if !supported(resourceType) {
 		return nil, unknownType(resourceType)
 	}
 	var row *sql.Row
+	var key string
+	var gen uint64
 	if n == 0 {
+		key = cacheKey(resourceType, id)
+		var hit *Version
+		if hit, gen = s.cache.get(key); hit != nil {
+			return hit, nil
+		}
 		row = s.readStmt.QueryRowContext(ctx, resourceType, id)
 	} else {
 		row = s.vreadStmt.QueryRowContext(ctx, resourceType, id, n)
@@ -166,6 +177,9 @@ func (s *Store) ReadVersion(ctx context.Context, resourceType, id string, n int)
 		return v, ErrGone
 	}
 	v.Body = body
+	if n == 0 {
+		s.cache.fill(key, v, gen)
+	}
 	return v, nil
 }
 
@@ -309,6 +323,7 @@ func (s *Store) write(ctx context.Context, r *Resource, id string, ifMatch int, 
 		out = &Version{Type: r.Type, ID: id, Version: version, LastUpdated: at, Body: body, Created: cur == nil || cur.Deleted, seq: vid}
 		return nil
 	})
+	s.cache.invalidate(cacheKey(r.Type, id))
 	if err != nil {
 		return nil, err
 	}
@@ -325,6 +340,7 @@ func (s *Store) delete(ctx context.Context, resourceType, id string, ifMatch int
 	if !supported(resourceType) {
 		return unknownType(resourceType)
 	}
+	defer s.cache.invalidate(cacheKey(resourceType, id))
 	return s.db.WriteTx(ctx, func(tx *sql.Tx) error {
 		cur, err := currentTx(ctx, tx, resourceType, id)
 		if err != nil {
