@@ -2,7 +2,6 @@ package ehr
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -170,10 +169,7 @@ func (s *Server) introspectLaunchToken(ctx context.Context, who caller, tok stri
 	}
 	// The single-use mark outlives the token: after its exp the token is
 	// refused as expired (checked above), the mark is no longer needed.
-	if err := s.ephemeral.Add(ctx, bucketLTUsed, c.Jti, []byte{1}, time.Unix(c.Exp, 0)); err != nil {
-		if !errors.Is(err, authkit.ErrExists) {
-			s.logError(ctx, "consume launch-token", err)
-		}
+	if err := s.ltUsed.Use(c.Jti, time.Unix(c.Exp, 0)); err != nil {
 		return inactive
 	}
 	out := map[string]any{

@@ -18,6 +18,7 @@ type Server struct {
 	db        *sqlitedb.DB
 	durable   authkit.Store // keys, clients, refresh tokens, revocations
 	ephemeral *authkit.MemStore
+	ltUsed    *authkit.Marks // launch-tokens consumed, until they expire
 	signer    *authkit.Signer
 	clients   *authkit.Registry
 	auth      *authkit.ClientAuthenticator
@@ -53,7 +54,6 @@ const RegistrationCeiling = "openid fhirUser profile launch launch/patient launc
 // refresh tokens and revocations).
 const (
 	bucketLaunch = "launch"
-	bucketLTUsed = "launch_token_used"
 )
 
 // New builds the server: opens storage, loads or creates signing keys, and
@@ -65,6 +65,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:         cfg,
 		ephemeral:   authkit.NewMemStore(cfg.Now),
+		ltUsed:      authkit.NewMarks(cfg.Now),
 		accessCache: map[string]*cachedAccess{},
 		consents:    map[string]string{},
 	}

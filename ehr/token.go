@@ -152,7 +152,7 @@ func (s *Server) revokeReplayed(ctx context.Context, marker []byte) {
 		s.revocations.RevokeJTI(ctx, u.LaunchJTI, now.Add(s.cfg.Lifetimes.LaunchToken))
 		// Consumed: the partner's introspection answers inactive until
 		// the launch-token (issued before now) has expired.
-		_ = s.ephemeral.Put(ctx, bucketLTUsed, u.LaunchJTI, []byte{1}, now.Add(s.cfg.Lifetimes.LaunchToken))
+		s.ltUsed.Mark(u.LaunchJTI, now.Add(s.cfg.Lifetimes.LaunchToken))
 	}
 }
 

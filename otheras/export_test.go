@@ -2,4 +2,10 @@ package otheras
 
 // EphemeralLen is the number of entries the server's in-memory store
 // holds, expired ones not yet purged included.
-func EphemeralLen(s *Server) int { return s.ephemeral.Len() }
+// EphemeralLen counts the entries held in memory: the ephemeral store's
+// (purged by its own writes) and the live launch-token marks (purged by
+// theirs, so purged here first).
+func EphemeralLen(s *Server) int {
+	s.ltUsed.Purge()
+	return s.ephemeral.Len() + s.ltUsed.Len()
+}

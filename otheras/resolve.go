@@ -118,11 +118,8 @@ func (s *Server) resolveLaunch(ctx context.Context, flow string, client *authkit
 	}
 	// Single use here too, so that racing authorizations with one token
 	// never both proceed, whatever the EHR answers.
-	if err := s.ephemeral.Add(ctx, bucketLTUsed, authkit.Hash(c.Iss+"\x00"+c.Jti), []byte{1}, timeUnix(c.Exp+60)); err != nil {
-		if errors.Is(err, authkit.ErrExists) {
-			return nil, refuse("launch-token unused?", "launch-token was already used")
-		}
-		return nil, fail(err)
+	if err := s.ltUsed.Use(c.Iss+"\x00"+c.Jti, timeUnix(c.Exp+60)); err != nil {
+		return nil, refuse("launch-token unused?", "launch-token was already used")
 	}
 	in, err := ehr.introspect(ctx, raw)
 	if err != nil {

@@ -19,6 +19,7 @@ type Server struct {
 	db         *sqlitedb.DB
 	durable    authkit.Store // keys, clients, refresh tokens, revocations
 	ephemeral  *authkit.MemStore
+	ltUsed     *authkit.Marks  // launch-tokens used here, until they expire
 	signer     *authkit.Signer // access and id tokens
 	clientKeys *authkit.Signer // client assertions to EHR ASes
 	clients    *authkit.Registry
@@ -44,7 +45,6 @@ const RegistrationCeiling = "openid fhirUser profile launch launch/patient offli
 
 // bucketLTUsed holds consumed launch-tokens (authkit keeps codes,
 // sessions, requests, refresh tokens and revocations).
-const bucketLTUsed = "launch_token_used"
 
 // prefixStore keeps a second signer's keys apart in the same Store.
 type prefixStore struct {
@@ -68,6 +68,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:       cfg,
 		ephemeral: authkit.NewMemStore(cfg.Now),
+		ltUsed:    authkit.NewMarks(cfg.Now),
 		ehrs:      map[string]*ehrClient{},
 	}
 	s.ephemeral.Limit(authkit.SessionBucket, authkit.MaxSessions)
