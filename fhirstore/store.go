@@ -466,19 +466,11 @@ func (in *inserter) insertVersion(ctx context.Context, rt, id string, version in
 	return vid, nil
 }
 
+// insert writes a version and its index rows.
 func (in *inserter) insert(ctx context.Context, rt, id string, version int, prevVid, lu int64, body []byte, ix indexRows) (int64, error) {
-	res, err := in.res.ExecContext(ctx, rt, id, version, lu, body)
+	vid, err := in.insertVersion(ctx, rt, id, version, prevVid, lu, body)
 	if err != nil {
-		return 0, fmt.Errorf("insert %s/%s: %w", rt, id, err)
-	}
-	vid, err := res.LastInsertId()
-	if err != nil {
-		return 0, fmt.Errorf("insert %s/%s: %w", rt, id, err)
-	}
-	if prevVid > 0 {
-		if _, err := in.vto.ExecContext(ctx, vid, prevVid); err != nil {
-			return 0, fmt.Errorf("supersede %s/%s: %w", rt, id, err)
-		}
+		return 0, err
 	}
 	for _, t := range ix.tokens {
 		if _, err := in.tok.ExecContext(ctx, rt, t.param, t.value, t.system, vid); err != nil {
