@@ -115,7 +115,7 @@ func (r *Recorder) Middleware(to Party, from func(*http.Request) Party, next htt
 		}
 		r.Add(Event{
 			Flow: flow, Kind: KindHTTP, From: sender, To: to,
-			Method: req.Method, URL: RedactURL(req.URL), Status: status,
+			Method: req.Method, rawURL: copyURL(req.URL), Status: status,
 			Duration: time.Since(start), Label: label(req.Method, req.URL),
 			Error:       status >= 400,
 			rawRequest:  capture(req.Header, reqBody),
@@ -281,7 +281,7 @@ func (t *recordingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	resp, err := t.base.RoundTrip(out)
 	e := Event{
 		Flow: flow, Kind: KindHTTP, From: t.from, To: to, Method: req.Method,
-		URL: RedactURL(req.URL), Label: label(req.Method, req.URL),
+		rawURL: copyURL(req.URL), Label: label(req.Method, req.URL),
 		rawRequest: capture(req.Header, reqBody),
 	}
 	if err != nil {
@@ -319,6 +319,16 @@ func transportFailure(err error) string {
 
 func label(method string, u *url.URL) string {
 	return method + " " + u.EscapedPath()
+}
+
+// copyURL keeps a request's URL for redaction at read time, safe from
+// whoever holds the request afterwards.
+func copyURL(u *url.URL) *url.URL {
+	if u == nil {
+		return nil
+	}
+	c := *u
+	return &c
 }
 
 // RedactURL renders u without user info and with secret query values

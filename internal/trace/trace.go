@@ -2,6 +2,7 @@ package trace
 
 import (
 	"context"
+	"net/url"
 	"slices"
 	"sync"
 	"time"
@@ -68,8 +69,9 @@ type Event struct {
 	Request  *Message `json:"request,omitempty"`
 	Response *Message `json:"response,omitempty"`
 
-	// rawRequest and rawResponse are what Request and Response are made
-	// from when the event is first read.
+	// rawURL, rawRequest and rawResponse are what URL, Request and
+	// Response are made from when the event is first read.
+	rawURL                  *url.URL
 	rawRequest, rawResponse *capturedMessage
 }
 
@@ -78,6 +80,9 @@ type Event struct {
 func (f *Flow) redactPending() {
 	for i := range f.Events {
 		e := &f.Events[i]
+		if e.rawURL != nil {
+			e.URL, e.rawURL = RedactURL(e.rawURL), nil
+		}
 		if e.rawRequest != nil {
 			e.Request, e.rawRequest = e.rawRequest.redact(), nil
 		}
