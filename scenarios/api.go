@@ -175,11 +175,16 @@ func (a *controlAPI) launch(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *controlAPI) traces(w http.ResponseWriter, r *http.Request) {
-	flows := a.r.Trace.Flows()
-	if s := r.URL.Query().Get("limit"); s != "" {
-		if n, err := strconv.Atoi(s); err == nil && n >= 0 && n < len(flows) {
-			flows = flows[:n]
-		}
+	// Only the flows asked for are copied (and redacted, the first time).
+	var flows []trace.Flow
+	n, err := strconv.Atoi(r.URL.Query().Get("limit"))
+	switch {
+	case err != nil || n < 0:
+		flows = a.r.Trace.Flows()
+	case n == 0:
+		flows = []trace.Flow{}
+	default:
+		flows = a.r.Trace.Recent(n)
 	}
 	writeJSON(w, http.StatusOK, map[string][]trace.Flow{"flows": flows})
 }

@@ -35,10 +35,7 @@ func (c *Console) flowSummaries() []flowSummary {
 	if c.cfg.Trace == nil {
 		return nil
 	}
-	flows := c.cfg.Trace.Flows()
-	if len(flows) > maxListedFlows {
-		flows = flows[:maxListedFlows]
-	}
+	flows := c.cfg.Trace.Recent(maxListedFlows)
 	out := make([]flowSummary, 0, len(flows))
 	for _, f := range flows {
 		s := flowSummary{ID: f.ID, Name: f.Name, Started: f.Started.Format("15:04:05"), Events: len(f.Events)}

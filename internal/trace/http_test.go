@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -157,4 +158,80 @@ func FuzzRedactURL(f *testing.F) {
 		raw, _ := url.Parse("http://x/?" + secret)
 		_ = trace.RedactURL(raw)
 	})
+}
+
+// TestReadersRedactWhileServersRecord: readers (the console, the control
+// API) redact outside the recorder's lock while requests keep being
+// recorded; whatever they get is redacted, every event is redacted once
+// and kept so, and Recent returns only the newest flows.
+func TestReadersRedactWhileServersRecord(t *testing.T) {
+	rec := trace.NewRecorder(50, nil)
+	srv := httptest.NewServer(rec.Middleware(trace.EHRAS, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"access_token":"tok-secret-value","token_type":"Bearer"}`)
+	})))
+	defer srv.Close()
+	const flows, perFlow = 20, 10
+	done := make(chan struct{})
+	readErr := make(chan string, 1)
+	for range 3 {
+		go func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				for _, f := range rec.Recent(5) {
+					dump, _ := json.Marshal(f)
+					if strings.Contains(string(dump), "tok-secret-value") || strings.Contains(string(dump), "code-secret-value") {
+						select {
+						case readErr <- string(dump):
+						default:
+						}
+						return
+					}
+				}
+			}
+		}()
+	}
+	for i := range flows * perFlow {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/auth/token?code=code-secret-value", strings.NewReader("a=b"))
+		req.Header.Set(trace.FlowHeader, "flow-"+strconv.Itoa(i/perFlow))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	close(done)
+	select {
+	case dump := <-readErr:
+		t.Fatalf("a reader got a secret: %s", dump)
+	default:
+	}
+	if got := rec.Recent(3); len(got) != 3 || got[0].ID != "flow-19" || got[2].ID != "flow-17" {
+		t.Fatalf("Recent(3): %d flows, first %v", len(got), got)
+	}
+	all := rec.Flows()
+	if len(all) != flows {
+		t.Fatalf("%d flows, want %d", len(all), flows)
+	}
+	again := rec.Flows()
+	for i, f := range all {
+		if len(f.Events) != perFlow {
+			t.Fatalf("flow %s: %d events, want %d", f.ID, len(f.Events), perFlow)
+		}
+		for j, e := range f.Events {
+			if e.Response == nil || strings.Contains(e.Response.Body, "tok-secret-value") || !strings.Contains(e.Response.Body, "token_type") ||
+				strings.Contains(e.URL, "code-secret-value") || !strings.Contains(e.URL, "code=") {
+				t.Fatalf("event %+v not redacted", e)
+			}
+			// Redacted once: later reads get the same message.
+			if again[i].Events[j].Response != e.Response {
+				t.Fatalf("flow %s event %d redacted again on a later read", f.ID, j)
+			}
+		}
+	}
 }

@@ -75,20 +75,22 @@ type Event struct {
 	rawRequest, rawResponse *capturedMessage
 }
 
-// redactPending builds the redacted messages of events not read before.
-// The caller holds the Recorder's lock.
-func (f *Flow) redactPending() {
-	for i := range f.Events {
-		e := &f.Events[i]
-		if e.rawURL != nil {
-			e.URL, e.rawURL = RedactURL(e.rawURL), nil
-		}
-		if e.rawRequest != nil {
-			e.Request, e.rawRequest = e.rawRequest.redact(), nil
-		}
-		if e.rawResponse != nil {
-			e.Response, e.rawResponse = e.rawResponse.redact(), nil
-		}
+// pending reports whether the event still holds what it was captured
+// from, not yet redacted.
+func (e *Event) pending() bool {
+	return e.rawURL != nil || e.rawRequest != nil || e.rawResponse != nil
+}
+
+// redact builds the redacted URL and messages from the captures.
+func (e *Event) redact() {
+	if e.rawURL != nil {
+		e.URL, e.rawURL = RedactURL(e.rawURL), nil
+	}
+	if e.rawRequest != nil {
+		e.Request, e.rawRequest = e.rawRequest.redact(), nil
+	}
+	if e.rawResponse != nil {
+		e.Response, e.rawResponse = e.rawResponse.redact(), nil
 	}
 }
 
@@ -188,32 +190,86 @@ func (r *Recorder) Name(flow, name string) {
 }
 
 // Flows returns copies of the recorded flows, newest first.
-func (r *Recorder) Flows() []Flow {
+func (r *Recorder) Flows() []Flow { return r.Recent(0) }
+
+// Recent returns copies of the newest n flows (n ≤ 0: all), newest first.
+func (r *Recorder) Recent(n int) []Flow {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]Flow, 0, len(r.order))
-	for i := len(r.order) - 1; i >= 0; i-- {
+	k := len(r.order)
+	if n > 0 && n < k {
+		k = n
+	}
+	out := make([]Flow, 0, k)
+	for i := len(r.order) - 1; i >= 0 && len(out) < k; i-- {
 		f := r.flows[r.order[i]]
-		f.redactPending()
 		c := *f
 		c.Events = slices.Clone(f.Events)
 		out = append(out, c)
 	}
+	r.mu.Unlock()
+	r.redact(out)
 	return out
 }
 
 // Flow returns a copy of one flow.
 func (r *Recorder) Flow(id string) (Flow, bool) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	f, ok := r.flows[id]
 	if !ok {
+		r.mu.Unlock()
 		return Flow{}, false
 	}
-	f.redactPending()
 	c := *f
 	c.Events = slices.Clone(f.Events)
-	return c, true
+	r.mu.Unlock()
+	out := []Flow{c}
+	r.redact(out)
+	return out[0], true
+}
+
+// redact redacts the copies' events that were never read, outside the
+// lock (servers recording exchanges do not wait for it), then keeps the
+// result in the recorded events still pending, so that each event is
+// redacted once. The captures are never modified, so two readers may
+// redact the same event at once; the first to store its result wins.
+func (r *Recorder) redact(copies []Flow) {
+	redacted := false
+	for i := range copies {
+		for j := range copies[i].Events {
+			if e := &copies[i].Events[j]; e.pending() {
+				e.redact()
+				redacted = true
+			}
+		}
+	}
+	if !redacted {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range copies {
+		f := r.flows[copies[i].ID]
+		if f == nil {
+			continue
+		}
+		done := copies[i].Events
+		j := 0
+		for k := range f.Events {
+			e := &f.Events[k]
+			if !e.pending() {
+				continue
+			}
+			// Both are in Seq order; the recorded flow may have dropped
+			// its oldest events or gained new ones since the copy.
+			for j < len(done) && done[j].Seq < e.Seq {
+				j++
+			}
+			if j < len(done) && done[j].Seq == e.Seq {
+				e.URL, e.Request, e.Response = done[j].URL, done[j].Request, done[j].Response
+				e.rawURL, e.rawRequest, e.rawResponse = nil, nil, nil
+			}
+		}
+	}
 }
 
 // Watch returns a channel that receives (coalesced) after each Add, and a
