@@ -484,10 +484,14 @@ func (l *Loader) Close(ctx context.Context) error {
 		}
 		return nil
 	})
-	if err == nil {
+	// Back to synchronous=NORMAL first: the checkpoint then syncs the WAL
+	// and the database file, so what the load wrote without fsync is on
+	// disk before the caller records the store as loaded.
+	perr := l.restorePragmas(bctx)
+	if err == nil && perr == nil {
 		_, err = l.s.db.Write.ExecContext(bctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
 	}
-	err = errors.Join(l.err, err, l.restorePragmas(bctx))
+	err = errors.Join(l.err, err, perr)
 	if err != nil {
 		return fmt.Errorf("load: %w", err)
 	}

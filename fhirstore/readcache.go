@@ -2,9 +2,14 @@ package fhirstore
 
 import "sync"
 
-// readCacheSize bounds the current versions kept in memory (about 2 KB
-// each for a generated Patient).
-const readCacheSize = 4096
+// The cache's bounds: how many current versions it keeps (about 2 KB each
+// for a generated Patient), how many body bytes in all, and the largest
+// body it keeps (bigger ones are read from SQLite every time).
+const (
+	readCacheSize    = 4096
+	readCacheBytes   = 16 << 20
+	readCacheMaxBody = 64 << 10
+)
 
 // readCache keeps the current version of recently read resources, so that
 // a read of a hot resource (an app reading its patient again and again)
@@ -17,9 +22,10 @@ const readCacheSize = 4096
 // the read began, so the cache never holds a version older than one that
 // was committed and invalidated.
 type readCache struct {
-	mu  sync.Mutex
-	gen uint64
-	m   map[string]*Version // type/id -> current version (never deleted)
+	mu    sync.Mutex
+	gen   uint64
+	m     map[string]*Version // type/id -> current version (never deleted)
+	bytes int                 // of the bodies in m
 }
 
 func newReadCache() *readCache { return &readCache{m: map[string]*Version{}} }
@@ -42,14 +48,19 @@ func (c *readCache) get(key string) (*Version, uint64) {
 func (c *readCache) fill(key string, v *Version, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.gen != gen {
+	if c.gen != gen || len(v.Body) > readCacheMaxBody {
 		return
 	}
-	if len(c.m) >= readCacheSize {
+	if old, ok := c.m[key]; ok {
+		c.bytes -= len(old.Body)
+	}
+	if len(c.m) >= readCacheSize || c.bytes+len(v.Body) > readCacheBytes {
 		clear(c.m)
+		c.bytes = 0
 	}
 	cp := *v
 	c.m[key] = &cp
+	c.bytes += len(v.Body)
 }
 
 // invalidate forgets key after a write of it.
@@ -57,7 +68,10 @@ func (c *readCache) invalidate(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
-	delete(c.m, key)
+	if old, ok := c.m[key]; ok {
+		c.bytes -= len(old.Body)
+		delete(c.m, key)
+	}
 }
 
 // invalidateAll forgets everything after a bulk write.
@@ -66,4 +80,5 @@ func (c *readCache) invalidateAll() {
 	defer c.mu.Unlock()
 	c.gen++
 	clear(c.m)
+	c.bytes = 0
 }

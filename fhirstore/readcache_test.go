@@ -151,3 +151,39 @@ func TestReadCacheNeverGoesBack(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The cache keeps within its byte budget and never keeps a large body.
+func TestReadCacheBounds(t *testing.T) {
+	c := newReadCache()
+	big := &Version{Body: make([]byte, readCacheMaxBody+1)}
+	_, gen := c.get("Patient/big")
+	c.fill("Patient/big", big, gen)
+	if v, _ := c.get("Patient/big"); v != nil {
+		t.Fatal("a body over readCacheMaxBody was cached")
+	}
+	body := make([]byte, readCacheMaxBody)
+	for i := range readCacheBytes/readCacheMaxBody + 8 {
+		key := "Patient/p" + strconv.Itoa(i)
+		_, gen := c.get(key)
+		c.fill(key, &Version{Body: body}, gen)
+		c.fill(key, &Version{Body: body}, gen) // a refill does not count twice
+		if c.bytes > readCacheBytes {
+			t.Fatalf("after %d fills: %d bytes cached, budget %d", i+1, c.bytes, readCacheBytes)
+		}
+		sum := 0
+		for _, v := range c.m {
+			sum += len(v.Body)
+		}
+		if sum != c.bytes {
+			t.Fatalf("byte count %d, bodies hold %d", c.bytes, sum)
+		}
+	}
+	c.invalidate("Patient/p" + strconv.Itoa(readCacheBytes/readCacheMaxBody+7))
+	sum := 0
+	for _, v := range c.m {
+		sum += len(v.Body)
+	}
+	if sum != c.bytes {
+		t.Fatalf("after invalidate: byte count %d, bodies hold %d", c.bytes, sum)
+	}
+}
