@@ -84,6 +84,7 @@ type Running struct {
 	ehrStore   *fhirstore.Store
 	otherStore *fhirstore.Store
 	tmpDir     string
+	dataLock   *os.File // holds the lock on a --data directory
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -159,7 +160,7 @@ func Start(ctx context.Context, w *World, opt Options) (_ *Running, err error) {
 			return nil, fmt.Errorf("create temporary data directory: %w", err)
 		}
 		r.tmpDir = dataDir
-	} else if err := prepareDataDir(dataDir, opt.Reset); err != nil {
+	} else if r.dataLock, err = prepareDataDir(dataDir, opt.Reset); err != nil {
 		closeListeners()
 		return nil, err
 	}
@@ -349,21 +350,28 @@ func origin(ln net.Listener) string {
 // The files a data directory holds.
 var dataFiles = []string{"ehr-fhir.db", "other-fhir.db", "ehr-auth.db", "other-auth.db"}
 
-func prepareDataDir(dir string, reset bool) error {
+// prepareDataDir creates dir, locks it for this process (the returned
+// file holds the lock) and, with reset, empties it of sim's stores.
+func prepareDataDir(dir string, reset bool) (*os.File, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create data directory: %w", err)
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	lock, err := lockDataDir(dir)
+	if err != nil {
+		return nil, err
 	}
 	if !reset {
-		return nil
+		return lock, nil
 	}
 	for _, f := range dataFiles {
 		for _, suffix := range []string{"", "-wal", "-shm"} {
 			if err := os.Remove(filepath.Join(dir, f+suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("reset data directory: %w", err)
+				lock.Close()
+				return nil, fmt.Errorf("reset data directory: %w", err)
 			}
 		}
 	}
-	return nil
+	return lock, nil
 }
 
 const fingerprintKey = "world_fingerprint"
@@ -551,6 +559,9 @@ func (r *Running) Close(ctx context.Context) error {
 		}
 		if r.tmpDir != "" {
 			errs = append(errs, os.RemoveAll(r.tmpDir))
+		}
+		if r.dataLock != nil {
+			errs = append(errs, r.dataLock.Close())
 		}
 		r.closeErr = errors.Join(errs...)
 	})

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -363,4 +364,38 @@ func status(t *testing.T, rawURL, bearer string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// Two sims on one data directory would write the same stores: the second
+// is refused while the first runs, and starts once it has stopped.
+func TestDataDirIsLockedWhileInUse(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no flock")
+	}
+	dir := t.TempDir()
+	ctx := t.Context()
+	first, err := scenarios.Start(ctx, scenarios.DefaultWorld(), scenarios.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := scenarios.Start(ctx, scenarios.DefaultWorld(), scenarios.Options{DataDir: dir}); err == nil || !strings.Contains(err.Error(), "in use by another sim") {
+		first.Close(ctx)
+		t.Fatalf("second start on the same data directory: %v, want it refused as in use", err)
+	}
+	if _, err := scenarios.Start(ctx, scenarios.DefaultWorld(), scenarios.Options{DataDir: dir, Reset: true}); err == nil {
+		first.Close(ctx)
+		t.Fatal("a --reset start emptied a data directory another sim is using")
+	}
+	// The first still serves its data.
+	if got := len(world(t, first).Patients); got == 0 {
+		t.Fatal("the first sim lost its patients")
+	}
+	if err := first.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second, err := scenarios.Start(ctx, scenarios.DefaultWorld(), scenarios.Options{DataDir: dir})
+	if err != nil {
+		t.Fatalf("start after the first stopped: %v", err)
+	}
+	second.Close(ctx)
 }
