@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"slices"
 	"strconv"
@@ -294,6 +295,13 @@ func (s *Server) issueWith(ctx context.Context, c *authkit.Client, g grantData, 
 		launchTok.done = make(chan struct{})
 		go func() {
 			defer close(launchTok.done)
+			defer func() {
+				// Off the request's goroutine, a panic would not reach the
+				// server's recovery: answer it as an error instead.
+				if p := recover(); p != nil {
+					launchTok.err = fmt.Errorf("sign launch-token: panic: %v", p)
+				}
+			}()
 			launchTok.token, launchTok.err = s.launchToken(c, g, user, now, launchJTI)
 		}()
 	}

@@ -16,7 +16,7 @@ import (
 type Marks struct {
 	now       func() time.Time
 	mu        sync.Mutex
-	m         map[[16]byte]int64 // digest -> expiry, unix nanoseconds
+	m         map[[16]byte]int64 // digest -> expiry, unix seconds
 	nextPurge time.Time
 }
 
@@ -41,10 +41,10 @@ func (s *Marks) Use(key string, exp time.Time) error {
 	defer s.mu.Unlock()
 	now := s.now()
 	s.maybePurge(now)
-	if until, ok := s.m[d]; ok && now.UnixNano() < until {
+	if until, ok := s.m[d]; ok && now.Unix() < until {
 		return ErrExists
 	}
-	s.m[d] = exp.UnixNano()
+	s.m[d] = exp.Unix()
 	return nil
 }
 
@@ -54,7 +54,7 @@ func (s *Marks) Mark(key string, exp time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.maybePurge(s.now())
-	s.m[d] = max(s.m[d], exp.UnixNano())
+	s.m[d] = max(s.m[d], exp.Unix())
 }
 
 // Len is the number of marks held, expired ones not yet purged included.
@@ -84,7 +84,7 @@ func (s *Marks) maybePurge(now time.Time) {
 // purge drops expired marks, rebuilding the map when most went (Go maps
 // never give back the space of deleted entries).
 func (s *Marks) purge(now time.Time) {
-	t, n := now.UnixNano(), 0
+	t, n := now.Unix(), 0
 	for d, until := range s.m {
 		if until <= t {
 			delete(s.m, d)

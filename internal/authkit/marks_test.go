@@ -63,3 +63,15 @@ func TestMarksConcurrentUseOnlyOneWins(t *testing.T) {
 		}
 	}
 }
+
+// A token whose exp lies centuries ahead is still single use.
+func TestMarksFarFutureExpiry(t *testing.T) {
+	m := NewMarks(nil)
+	far := time.Unix(1<<40, 0) // year 36812
+	if err := m.Use("jti-far", far); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Use("jti-far", far); !errors.Is(err, ErrExists) {
+		t.Fatalf("second use of a far-future token: %v, want ErrExists", err)
+	}
+}
