@@ -383,11 +383,16 @@ func currentTx(ctx context.Context, tx *sql.Tx, resourceType, id string) (*Versi
 	var lu int64
 	err := tx.QueryRowContext(ctx, `SELECT vid, version, deleted, lu, body FROM res WHERE type = ? AND id = ? ORDER BY version DESC LIMIT 1`,
 		resourceType, id).Scan(&v.seq, &v.Version, &deleted, &lu, (*[]byte)(&v.Body))
+	return currentRead(v, deleted, lu, err)
+}
+
+// currentRead finishes reading a current version: nil when there is none.
+func currentRead(v *Version, deleted int, lu int64, err error) (*Version, error) {
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read current %s/%s: %w", resourceType, id, err)
+		return nil, fmt.Errorf("read current %s/%s: %w", v.Type, v.ID, err)
 	}
 	v.Deleted = deleted != 0
 	v.LastUpdated = time.UnixMilli(lu).UTC()
@@ -437,15 +442,7 @@ func (in *inserter) current(ctx context.Context, resourceType, id string) (*Vers
 	var deleted int
 	var lu int64
 	err := in.cur.QueryRowContext(ctx, resourceType, id).Scan(&v.seq, &v.Version, &deleted, &lu)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read current %s/%s: %w", resourceType, id, err)
-	}
-	v.Deleted = deleted != 0
-	v.LastUpdated = time.UnixMilli(lu).UTC()
-	return v, nil
+	return currentRead(v, deleted, lu, err)
 }
 
 // insertVersion writes a version without its index rows.
