@@ -16,7 +16,10 @@ const libcrypto = "libcrypto.so.3"
 
 func load() { loaded = openssl.Init(libcrypto) == nil }
 
-type opensslKey struct{ k *openssl.PrivateKeyRSA }
+type opensslKey struct {
+	k   *openssl.PrivateKeyRSA
+	pub *openssl.PublicKeyRSA
+}
 
 func newNative(priv *rsa.PrivateKey) (native, error) {
 	if !Available() || len(priv.Primes) != 2 {
@@ -28,9 +31,17 @@ func newNative(priv *rsa.PrivateKey) (native, error) {
 	if err != nil {
 		return nil, err
 	}
-	return opensslKey{k}, nil
+	pub, err := openssl.NewPublicKeyRSA(bbig.Enc(priv.N), bbig.Enc(big.NewInt(int64(priv.E))))
+	if err != nil {
+		return nil, err
+	}
+	return opensslKey{k: k, pub: pub}, nil
 }
 
 func (o opensslKey) signSHA256(digest []byte) ([]byte, error) {
 	return openssl.SignRSAPKCS1v15(o.k, crypto.SHA256, digest)
+}
+
+func (o opensslKey) verifySHA256(digest, sig []byte) error {
+	return openssl.VerifyRSAPKCS1v15(o.pub, crypto.SHA256, digest, sig)
 }

@@ -19,6 +19,7 @@ const (
 // native is an accelerated implementation of one key's signatures.
 type native interface {
 	signSHA256(digest []byte) ([]byte, error)
+	verifySHA256(digest, sig []byte) error
 }
 
 // Key signs with one RSA private key.
@@ -45,6 +46,12 @@ func New(priv *rsa.PrivateKey) (*Key, error) {
 	probe := sha256.Sum256([]byte("sim rsasign self-test"))
 	sig, err := n.signSHA256(probe[:])
 	if err != nil || rsa.VerifyPKCS1v15(&priv.PublicKey, crypto.SHA256, probe[:], sig) != nil {
+		return k, nil
+	}
+	// The verifier must accept that signature and refuse a damaged one.
+	bad := append([]byte(nil), sig...)
+	bad[len(bad)-1] ^= 1
+	if n.verifySHA256(probe[:], sig) != nil || n.verifySHA256(probe[:], bad) == nil {
 		return k, nil
 	}
 	k.native = n
@@ -77,6 +84,20 @@ func (k *Key) SignSHA256(payload []byte) ([]byte, error) {
 		return nil, fmt.Errorf("rsa sign: %w", err)
 	}
 	return sig, nil
+}
+
+// VerifySHA256 checks an RS256 signature of payload by this key's public
+// half. A signature libcrypto refuses is checked again by crypto/rsa, so
+// only a signature both refuse is reported invalid.
+func (k *Key) VerifySHA256(payload, sig []byte) error {
+	digest := sha256.Sum256(payload)
+	if k.native != nil && k.native.verifySHA256(digest[:], sig) == nil {
+		return nil
+	}
+	if err := rsa.VerifyPKCS1v15(&k.priv.PublicKey, crypto.SHA256, digest[:], sig); err != nil {
+		return fmt.Errorf("rsa verify: %w", err)
+	}
+	return nil
 }
 
 // Available reports whether OpenSSL's libcrypto is loaded (or loads it).

@@ -131,3 +131,85 @@ func BenchmarkSignRS256(b *testing.B) {
 		})
 	}
 }
+
+// Verification accepts exactly the signatures crypto/rsa accepts, on both
+// implementations: the key's own, and nothing damaged, shortened, made by
+// another key, or over another payload.
+func TestVerify(t *testing.T) {
+	priv, other := genKey(t), genKey(t)
+	for _, backend := range []string{BackendGo, BackendOpenSSL} {
+		t.Run(backend, func(t *testing.T) {
+			if backend == BackendGo {
+				t.Setenv("SIM_CRYPTO", BackendGo)
+			}
+			k, err := New(priv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k.Backend() != backend {
+				t.Skipf("%s not available", backend)
+			}
+			o, err := New(other)
+			if err != nil {
+				t.Fatal(err)
+			}
+			payload := []byte("header.claims")
+			sig, err := k.SignSHA256(payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := k.VerifySHA256(payload, sig); err != nil {
+				t.Fatalf("own signature refused: %v", err)
+			}
+			foreign, err := o.SignSHA256(payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			damaged := bytes.Clone(sig)
+			damaged[10] ^= 0x80
+			for name, c := range map[string]struct{ payload, sig []byte }{
+				"other payload":    {[]byte("header.claimz"), sig},
+				"damaged":          {payload, damaged},
+				"another key":      {payload, foreign},
+				"shortened":        {payload, sig[1:]},
+				"empty":            {payload, nil},
+				"one byte longer":  {payload, append(bytes.Clone(sig), 0)},
+				"zero signature":   {payload, make([]byte, len(sig))},
+				"modulus-size ffs": {payload, bytes.Repeat([]byte{0xff}, len(sig))},
+			} {
+				if err := k.VerifySHA256(c.payload, c.sig); err == nil {
+					t.Errorf("%s: accepted", name)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkVerifyRS256 compares the two implementations on one key.
+func BenchmarkVerifyRS256(b *testing.B) {
+	priv := genKey(b)
+	payload := bytes.Repeat([]byte("x"), 600)
+	for _, backend := range []string{BackendGo, BackendOpenSSL} {
+		b.Run(backend, func(b *testing.B) {
+			if backend == BackendGo {
+				b.Setenv("SIM_CRYPTO", BackendGo)
+			}
+			k, err := New(priv)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if k.Backend() != backend {
+				b.Skipf("%s not available", backend)
+			}
+			sig, err := k.SignSHA256(payload)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if err := k.VerifySHA256(payload, sig); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
