@@ -2,6 +2,7 @@ package ehr
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
@@ -65,8 +66,9 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) introspect(ctx context.Context, who caller, tok string) map[string]any {
 	if strings.Count(tok, ".") == 2 {
-		var probe struct{}
-		v, err := s.signer.Verify(tok, &probe)
+		// One verification; the claims are decoded by the token's type.
+		var claims json.RawMessage
+		v, err := s.signer.Verify(tok, &claims)
 		if err != nil {
 			return inactive
 		}
@@ -82,9 +84,9 @@ func (s *Server) introspect(ctx context.Context, who caller, tok string) map[str
 			}
 			return out
 		case authkit.TypLaunchToken:
-			return s.introspectLaunchToken(ctx, who, tok)
+			return s.introspectLaunchToken(who, claims)
 		case authkit.TypIDToken:
-			return s.introspectIDToken(who, tok)
+			return s.introspectIDToken(who, claims)
 		}
 		return inactive
 	}
@@ -128,15 +130,15 @@ func (s *Server) addSoftwareID(out map[string]any, clientID string) {
 }
 
 // introspectIDToken answers a partner OtherAS about an id_token this AS
-// issued (RFC 8693 subject at the partner): which app it was issued to
+// issued (claims are those of a verified id_token) (RFC 8693 subject at the partner): which app it was issued to
 // (aud, with its software_id) and for whom. id_tokens carry no
 // authorization, so nobody else learns anything from this endpoint.
-func (s *Server) introspectIDToken(who caller, tok string) map[string]any {
+func (s *Server) introspectIDToken(who caller, claims json.RawMessage) map[string]any {
 	if who.partner == "" {
 		return inactive
 	}
 	var c authkit.IDClaims
-	if _, err := s.signer.Verify(tok, &c); err != nil {
+	if json.Unmarshal(claims, &c) != nil {
 		return inactive
 	}
 	if c.Iss != s.cfg.Issuer || c.Aud == "" || c.Sub == "" || !s.cfg.Now().Before(time.Unix(c.Exp, 0)) {
@@ -154,10 +156,11 @@ func (s *Server) introspectIDToken(who caller, tok string) map[string]any {
 }
 
 // introspectLaunchToken answers only a caller in the token's aud, and only
-// once: the first successful introspection consumes it.
-func (s *Server) introspectLaunchToken(ctx context.Context, who caller, tok string) map[string]any {
+// once: the first successful introspection consumes it. claims are those
+// of a verified launch-token.
+func (s *Server) introspectLaunchToken(who caller, claims json.RawMessage) map[string]any {
 	var c launchTokenClaims
-	if _, err := s.signer.Verify(tok, &c); err != nil {
+	if json.Unmarshal(claims, &c) != nil {
 		return inactive
 	}
 	now := s.cfg.Now()
