@@ -557,6 +557,7 @@ func (h *handler) writeVersion(w http.ResponseWriter, status int, v *Version, lo
 	if location {
 		hd.Set("Location", h.base+"/"+v.Type+"/"+v.ID+"/_history/"+strconv.Itoa(v.Version))
 	}
+	hd.Set("Content-Length", strconv.Itoa(len(v.Body)))
 	w.WriteHeader(status)
 	w.Write(v.Body)
 }

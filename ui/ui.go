@@ -7,7 +7,9 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 )
 
 //go:embed templates static
@@ -137,6 +139,14 @@ type ErrorPage struct {
 	Message string
 }
 
+// renderBuffers hold pages being rendered; a page is written whole, with
+// its Content-Length.
+var renderBuffers = sync.Pool{New: func() any { return bytes.NewBuffer(make([]byte, 0, 8<<10)) }}
+
+// maxPooledPage: a buffer grown beyond this by an unusually large page is
+// left to the collector.
+const maxPooledPage = 64 << 10
+
 // Render writes page with data and status. A template error after
 // nothing was written becomes a plain 500.
 func (t *Templates) Render(w http.ResponseWriter, status int, page string, data any) error {
@@ -145,8 +155,14 @@ func (t *Templates) Render(w http.ResponseWriter, status int, page string, data 
 		http.Error(w, "Internal server error.", http.StatusInternalServerError)
 		return fmt.Errorf("render: no page %s", page)
 	}
-	var buf bytes.Buffer
-	if err := tmpl.ExecuteTemplate(&buf, page, data); err != nil {
+	buf := renderBuffers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= maxPooledPage {
+			buf.Reset()
+			renderBuffers.Put(buf)
+		}
+	}()
+	if err := tmpl.ExecuteTemplate(buf, page, data); err != nil {
 		http.Error(w, "Internal server error.", http.StatusInternalServerError)
 		return fmt.Errorf("render %s: %w", page, err)
 	}
@@ -161,6 +177,7 @@ func (t *Templates) Render(w http.ResponseWriter, status int, page string, data 
 		h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'self' "+strings.Join(t.FrameAncestors, " "))
 	}
 	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(status)
 	_, err := w.Write(buf.Bytes())
 	return err

@@ -54,3 +54,25 @@ func TestRenderFramingPolicy(t *testing.T) {
 		t.Fatalf("framing by the EHR: %v", rec.Header())
 	}
 }
+
+// BenchmarkRenderConsent renders the consent page of a two-server flow:
+// every load flow shows it once at each authorization server.
+func BenchmarkRenderConsent(b *testing.B) {
+	tm, err := Load(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	page := ConsentPage{
+		Common:  Common{Title: "Allow access", Product: "General Hospital EHR", StaticURL: "/auth/static", CSRF: "b7Jk2mQ9xP4rT8vW1zY6nL3s", Action: "/auth/consent?req=Qm9x2Lp7Rt4Vw8Yz1Nc6Hs3J"},
+		AppName: "Care Coordinator", UserName: "Dr. Alice Smith", PatientName: "Jane Q. Doe", Server: "http://127.0.0.1:40123/fhir",
+	}
+	for _, s := range []string{"launch", "openid", "fhirUser", "offline_access", "patient/Patient.rs", "patient/Observation.rs", "patient/Condition.rs", "patient/MedicationRequest.rs"} {
+		page.Scopes = append(page.Scopes, ConsentScope{Value: s, Description: "Read your " + s, Checked: true})
+	}
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		if err := tm.Render(w, 200, PageConsent, page); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
