@@ -15,7 +15,6 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -181,14 +180,23 @@ func (fl *flowRun) tokenOutcome(tok *oauth2.Token, err error, out *stepOut) {
 		} else {
 			out.errCode, out.status = "unreachable", 0
 		}
-		out.token = nil
+		out.token, out.tokenRaw = nil, nil
 		return
 	}
-	// x/oauth2 exposes the response's fields one at a time (Extra); the
-	// transport kept the whole JSON object of the token response.
+	// x/oauth2 exposes the response's members one at a time (Extra); the
+	// transport kept the whole body of the token response.
+	raw := fl.tr.lastToken.Load()
+	if raw != nil && raw.json {
+		// x/oauth2 has parsed this body, a JSON object, into the map its
+		// Extra reads: the values come from there, and the object is
+		// parsed again only if a check reads it (tokenBody).
+		out.token, out.tokenRaw = nil, raw.body
+		out.fillValuesFrom(tok.Extra)
+		return
+	}
 	var body map[string]any
-	if raw, ok := fl.tr.lastToken.Load().([]byte); ok {
-		_ = json.Unmarshal(raw, &body)
+	if raw != nil {
+		_ = json.Unmarshal(raw.body, &body)
 	}
 	if body == nil {
 		body = map[string]any{"access_token": tok.AccessToken, "token_type": tok.TokenType}
@@ -198,7 +206,7 @@ func (fl *flowRun) tokenOutcome(tok *oauth2.Token, err error, out *stepOut) {
 			}
 		}
 	}
-	out.token = body
+	out.token, out.tokenRaw = body, nil
 	out.fillValues()
 }
 
@@ -380,7 +388,7 @@ func (fl *flowRun) postToken(ctx context.Context, c oauthConfig, form url.Values
 		return nil
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	b, _ := readBody(resp.Body, 1<<20, resp.ContentLength)
 	out.status = resp.StatusCode
 	var body map[string]any
 	_ = json.Unmarshal(b, &body)
@@ -503,16 +511,16 @@ func (fl *flowRun) brokerLaunch(ctx context.Context, st *Step, faults []Fault) (
 	if err := fl.launch(ctx, out, s.App, d, s.Scope, params, s.User, pick, faults); err != nil {
 		return nil, err
 	}
-	if out.token != nil {
+	if token := out.tokenBody(); token != nil {
 		out.values["ehr_token"] = out.values["access_token"]
-		if e, ok := additionalEntry(out.token, "additional_tokens", fl.rn.ready.OtherFHIR); ok {
+		if e, ok := additionalEntry(token, "additional_tokens", fl.rn.ready.OtherFHIR); ok {
 			for k, name := range map[string]string{"access_token": "other_token", "patient": "other_patient", "scope": "other_scope"} {
 				if v, ok := e[k]; ok && v != nil {
 					out.values[name] = scalarText(v)
 				}
 			}
 		}
-		if e, ok := additionalEntry(out.token, "additional_token_errors", fl.rn.ready.OtherFHIR); ok {
+		if e, ok := additionalEntry(token, "additional_token_errors", fl.rn.ready.OtherFHIR); ok {
 			out.values["other_error"], _ = e["error"].(string)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -35,8 +36,12 @@ type stepOut struct {
 	// errDetail is the error_description, for reports.
 	errDesc string
 	status  int
-	// token is the token response (grants that succeeded).
-	token map[string]any
+	// token is the token response (grants that succeeded). A response
+	// x/oauth2 took is kept as tokenRaw and parsed into token only when
+	// read through tokenBody (run does so before a step is checked): a
+	// load flow never needs it beyond values.
+	token    map[string]any
+	tokenRaw []byte
 	// read results.
 	count   int
 	id      string
@@ -44,9 +49,15 @@ type stepOut struct {
 	tokenEP string // the token endpoint that issued token
 }
 
-func (o *stepOut) granted() []string {
-	s, _ := o.token["scope"].(string)
-	return strings.Fields(s)
+// tokenBody is the token response's JSON object (nil for a step without
+// one), parsed from tokenRaw on first use.
+func (o *stepOut) tokenBody() map[string]any {
+	if o.token == nil && o.tokenRaw != nil {
+		// tokenRaw is only ever a body x/oauth2 parsed as a JSON object.
+		_ = json.Unmarshal(o.tokenRaw, &o.token)
+		o.tokenRaw = nil
+	}
+	return o.token
 }
 
 // runError is a step that could not run; its message is for the user.
@@ -81,40 +92,82 @@ type flowRun struct {
 // response status.
 type flowTransport struct {
 	flow string
-	api  string
-	base http.RoundTripper
-	sent atomic.Int64
-	last atomic.Int64
-	// lastToken is the body of the last successful token response.
-	lastToken atomic.Value
+	// apiHost and apiPath locate the control API, whose requests are not
+	// counted.
+	apiHost, apiPath string
+	base             http.RoundTripper
+	sent             atomic.Int64
+	last             atomic.Int64
+	// lastToken is the last successful token response.
+	lastToken atomic.Pointer[tokenResponse]
+}
+
+// flowHeaderKey is trace.FlowHeader as a header map key.
+var flowHeaderKey = http.CanonicalHeaderKey(trace.FlowHeader)
+
+// tokenResponse is the body of a successful token response.
+type tokenResponse struct {
+	body []byte
+	// json: x/oauth2 reads the body as JSON (its media type is neither
+	// application/x-www-form-urlencoded nor text/plain), so the token it
+	// returns holds the body's JSON object.
+	json bool
+}
+
+func newFlowTransport(flow, api string, base http.RoundTripper) *flowTransport {
+	t := &flowTransport{flow: flow, base: base}
+	if u, err := url.Parse(api); err == nil {
+		t.apiHost, t.apiPath = u.Host, u.Path
+	}
+	return t
 }
 
 func (t *flowTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	out := req.Clone(req.Context())
-	out.Header.Set(trace.FlowHeader, t.flow)
-	if !strings.HasPrefix(req.URL.String(), t.api) {
+	// A RoundTripper must not change req: send a shallow copy with a
+	// header of its own (the values are shared; nothing changes them).
+	out := *req
+	out.Header = make(http.Header, len(req.Header)+1)
+	for k, v := range req.Header {
+		out.Header[k] = v
+	}
+	out.Header[flowHeaderKey] = []string{t.flow}
+	if req.URL.Host != t.apiHost || !strings.HasPrefix(req.URL.Path, t.apiPath) {
 		t.sent.Add(1)
 	}
-	if req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/token") {
-		t.lastToken.Store([]byte(nil))
+	token := req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/token")
+	if token {
+		t.lastToken.Store(nil)
 	}
-	resp, err := t.base.RoundTrip(out)
+	resp, err := t.base.RoundTrip(&out)
 	if err != nil {
 		return nil, err
 	}
 	t.last.Store(int64(resp.StatusCode))
-	if req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/token") && resp.StatusCode/100 == 2 {
+	if token && resp.StatusCode/100 == 2 {
 		// Keep the token response's JSON object: x/oauth2 shows its
 		// fields only one by one.
-		b, rerr := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		b, rerr := readBody(resp.Body, 1<<20, resp.ContentLength)
 		resp.Body.Close()
 		if rerr != nil {
 			return nil, rerr
 		}
-		t.lastToken.Store(b)
+		mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+		t.lastToken.Store(&tokenResponse{body: b, json: mt != "application/x-www-form-urlencoded" && mt != "text/plain"})
 		resp.Body = io.NopCloser(bytes.NewReader(b))
 	}
 	return resp, nil
+}
+
+// readBody reads r to its end, or to limit bytes, into one buffer sized
+// from hint (a Content-Length; -1 when unknown) rather than io.ReadAll's
+// growing ones.
+func readBody(r io.Reader, limit, hint int64) ([]byte, error) {
+	var buf bytes.Buffer
+	if hint >= 0 {
+		buf.Grow(int(min(hint, limit)) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(io.LimitReader(r, limit))
+	return buf.Bytes(), err
 }
 
 // newFlowRun prepares one run of flow f (cell c) under trace flow id: a
@@ -125,7 +178,7 @@ func (rn *runner) newFlowRun(f *Flow, id string, c Cell) *flowRun {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	tr := &flowTransport{flow: id, api: rn.ready.API, base: base}
+	tr := newFlowTransport(id, rn.ready.API, base)
 	return &flowRun{
 		rn: rn, flow: f, cell: c, id: id, steps: map[string]*stepOut{},
 		app:  &http.Client{Transport: tr, Timeout: 90 * time.Second},
@@ -235,6 +288,7 @@ func (fl *flowRun) run(ctx context.Context, fc *faultControl, fr *report.FlowRes
 			return fmt.Sprintf("step %d (%s): the control API did not answer as expected", i+1, st.Name)
 		}
 		fl.steps[st.Name] = out
+		out.tokenBody() // the checks read the token response's object
 		sr.Failures = fl.check(st, out, events)
 		sr.Passed = len(sr.Failures) == 0
 		fr.Steps = append(fr.Steps, sr)
@@ -413,7 +467,7 @@ func (fl *flowRun) getJSON(ctx context.Context, u, bearer string, out any) (int,
 		return 0, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	b, err := readBody(resp.Body, 32<<20, resp.ContentLength)
 	if err != nil {
 		return resp.StatusCode, err
 	}
@@ -434,13 +488,22 @@ func randomState() string {
 
 // fillValues sets a grant step's template values from its token response.
 func (o *stepOut) fillValues() {
-	o.values = map[string]string{}
-	for _, k := range []string{"access_token", "refresh_token", "id_token", "launch_token", "patient", "encounter", "scope", "token_type", "expires_in", "issued_token_type"} {
-		if v, ok := o.token[k]; ok && v != nil {
+	o.fillValuesFrom(func(k string) any { return o.token[k] })
+}
+
+// valueKeys are the token response members a grant step's values hold.
+var valueKeys = []string{"access_token", "refresh_token", "id_token", "launch_token", "patient", "encounter", "scope", "token_type", "expires_in", "issued_token_type"}
+
+// fillValuesFrom sets a grant step's template values from the members of
+// its token response that member returns (nil: absent or null).
+func (o *stepOut) fillValuesFrom(member func(string) any) {
+	o.values = make(map[string]string, len(valueKeys)+1)
+	for _, k := range valueKeys {
+		if v := member(k); v != nil {
 			o.values[k] = scalarText(v)
 		}
 	}
-	if idt, ok := o.token["id_token"].(string); ok {
+	if idt, ok := member("id_token").(string); ok {
 		if c := trace.JWTClaims(idt); c != nil {
 			if fu, ok := c["fhirUser"].(string); ok {
 				o.values["fhirUser"] = fu

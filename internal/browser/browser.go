@@ -9,8 +9,6 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"strings"
-
-	"golang.org/x/net/html"
 )
 
 // Browser is one user agent with its own cookies.
@@ -101,13 +99,15 @@ func (b *Browser) Do(req *http.Request) (*Page, error) {
 		if err != nil {
 			return nil, fmt.Errorf("navigate %s: %w", req.URL.Redacted(), err)
 		}
-		body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-		resp.Body.Close()
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", req.URL.Redacted(), err)
-		}
-		if resp.StatusCode >= 300 && resp.StatusCode < 400 && resp.Header.Get("Location") != "" {
-			next, err := req.URL.Parse(resp.Header.Get("Location"))
+		if loc := resp.Header.Get("Location"); resp.StatusCode >= 300 && resp.StatusCode < 400 && loc != "" {
+			// A redirect's body is never shown: read it to the end (so
+			// the connection is reused) without keeping it.
+			_, err := io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
+			resp.Body.Close()
+			if err != nil {
+				return nil, fmt.Errorf("read %s: %w", req.URL.Redacted(), err)
+			}
+			next, err := req.URL.Parse(loc)
 			if err != nil {
 				return nil, fmt.Errorf("bad redirect from %s: %w", req.URL.Redacted(), err)
 			}
@@ -117,9 +117,14 @@ func (b *Browser) Do(req *http.Request) (*Page, error) {
 			}
 			continue
 		}
-		p := &Page{URL: req.URL, Status: resp.StatusCode, Header: resp.Header, Body: string(body)}
+		body, err := readBody(resp.Body, maxBody, resp.ContentLength)
+		resp.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", req.URL.Redacted(), err)
+		}
+		p := &Page{URL: req.URL, Status: resp.StatusCode, Header: resp.Header, Body: body}
 		if strings.Contains(resp.Header.Get("Content-Type"), "html") {
-			p.Forms, p.Title = parseForms(req.URL, string(body))
+			p.Forms, p.Title = parseForms(req.URL, body)
 		}
 		return p, nil
 	}
@@ -223,114 +228,4 @@ func (b *Browser) Submit(ctx context.Context, f *Form, s Submit) (*Page, error) 
 		return nil, fmt.Errorf("submit: %w", err)
 	}
 	return b.Do(req)
-}
-
-func attr(n *html.Node, key string) (string, bool) {
-	for _, a := range n.Attr {
-		if a.Key == key {
-			return a.Val, true
-		}
-	}
-	return "", false
-}
-
-func parseForms(base *url.URL, body string) ([]Form, string) {
-	doc, err := html.Parse(strings.NewReader(body))
-	if err != nil {
-		return nil, ""
-	}
-	var forms []Form
-	var title string
-	var cur *Form
-	var walk func(n *html.Node)
-	walk = func(n *html.Node) {
-		if n.Type == html.ElementNode {
-			switch n.Data {
-			case "title":
-				if n.FirstChild != nil {
-					title = strings.TrimSpace(n.FirstChild.Data)
-				}
-			case "form":
-				action, _ := attr(n, "action")
-				u, err := base.Parse(action)
-				if err != nil {
-					u = base
-				}
-				method, _ := attr(n, "method")
-				m := http.MethodGet
-				if strings.EqualFold(method, "post") {
-					m = http.MethodPost
-				}
-				forms = append(forms, Form{Action: u, Method: m})
-				cur = &forms[len(forms)-1]
-				for c := n.FirstChild; c != nil; c = c.NextSibling {
-					walk(c)
-				}
-				cur = nil
-				return
-			case "input", "button", "select", "textarea":
-				if cur != nil {
-					addControl(cur, n)
-				}
-			}
-		}
-		for c := n.FirstChild; c != nil; c = c.NextSibling {
-			walk(c)
-		}
-	}
-	walk(doc)
-	return forms, title
-}
-
-func addControl(f *Form, n *html.Node) {
-	name, _ := attr(n, "name")
-	value, _ := attr(n, "value")
-	typ, _ := attr(n, "type")
-	typ = strings.ToLower(typ)
-	_, checked := attr(n, "checked")
-	_, disabled := attr(n, "disabled")
-	switch n.Data {
-	case "button":
-		if typ == "" || typ == "submit" {
-			f.Buttons = append(f.Buttons, Field{Name: name, Value: value, Type: "submit", Disabled: disabled})
-		}
-		return
-	case "select":
-		var first, sel string
-		for c := n.FirstChild; c != nil; c = c.NextSibling {
-			if c.Type == html.ElementNode && c.Data == "option" {
-				v, ok := attr(c, "value")
-				if !ok && c.FirstChild != nil {
-					v = c.FirstChild.Data
-				}
-				if first == "" {
-					first = v
-				}
-				if _, s := attr(c, "selected"); s {
-					sel = v
-				}
-			}
-		}
-		if sel == "" {
-			sel = first
-		}
-		f.Fields = append(f.Fields, Field{Name: name, Value: sel, Type: "select", Disabled: disabled})
-		return
-	case "textarea":
-		if n.FirstChild != nil {
-			value = n.FirstChild.Data
-		}
-		typ = "textarea"
-	}
-	if typ == "" {
-		typ = "text"
-	}
-	if typ == "submit" {
-		f.Buttons = append(f.Buttons, Field{Name: name, Value: value, Type: typ, Disabled: disabled})
-		return
-	}
-	if (typ == "checkbox" || typ == "radio") && value == "" {
-		value = "on"
-	}
-	f.Fields = append(f.Fields, Field{Name: name, Value: value, Type: typ, Checked: checked, Disabled: disabled})
 }
