@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"net/url"
 	"slices"
 	"strconv"
@@ -283,28 +282,6 @@ func (s *Server) issueWith(ctx context.Context, c *authkit.Client, g grantData, 
 		// Confined to their own Patient whatever the scopes.
 		claims.Patient, claims.PatientUser = user.PatientID, true
 	}
-	// The launch-token's RS256 signature (a third of a millisecond) runs
-	// on another core while the id_token is signed and the refresh token
-	// stored: it needs nothing from them.
-	var launchTok struct {
-		done  chan struct{}
-		token string
-		err   error
-	}
-	if first && set.Has("launch-token") && len(g.LaunchAud) > 0 {
-		launchTok.done = make(chan struct{})
-		go func() {
-			defer close(launchTok.done)
-			defer func() {
-				// Off the request's goroutine, a panic would not reach the
-				// server's recovery: answer it as an error instead.
-				if p := recover(); p != nil {
-					launchTok.err = fmt.Errorf("sign launch-token: panic: %v", p)
-				}
-			}()
-			launchTok.token, launchTok.err = s.launchToken(c, g, user, now, launchJTI)
-		}()
-	}
 	at, err := s.signer.SignMAC(claims, authkit.TypAccess)
 	if err != nil {
 		return nil, err
@@ -336,12 +313,10 @@ func (s *Server) issueWith(ctx context.Context, c *authkit.Client, g grantData, 
 			return nil, err
 		}
 	}
-	if launchTok.done != nil {
-		<-launchTok.done
-		if launchTok.err != nil {
-			return nil, launchTok.err
+	if first && set.Has("launch-token") && len(g.LaunchAud) > 0 {
+		if resp.LaunchToken, err = s.launchToken(c, g, user, now, launchJTI); err != nil {
+			return nil, err
 		}
-		resp.LaunchToken = launchTok.token
 	}
 	return resp, nil
 }
