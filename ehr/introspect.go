@@ -130,9 +130,10 @@ func (s *Server) addSoftwareID(out map[string]any, clientID string) {
 }
 
 // introspectIDToken answers a partner OtherAS about an id_token this AS
-// issued (claims are those of a verified id_token) (RFC 8693 subject at the partner): which app it was issued to
+// issued (RFC 8693 subject at the partner): which app it was issued to
 // (aud, with its software_id) and for whom. id_tokens carry no
 // authorization, so nobody else learns anything from this endpoint.
+// claims are those of a verified id_token.
 func (s *Server) introspectIDToken(who caller, claims json.RawMessage) map[string]any {
 	if who.partner == "" {
 		return inactive
