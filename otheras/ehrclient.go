@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/smart-sim/sim/internal/authkit"
+	"github.com/smart-sim/sim/internal/httpkit"
 )
 
 // errUpstream marks a failure to talk to an EHR (down, slow, 5xx,
@@ -73,7 +73,7 @@ func (c *ehrClient) do(ctx context.Context, req *http.Request, out any) (int, er
 		return 0, fmt.Errorf("%s %s: %w: %w", req.Method, req.URL.Path, errUpstream, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	body, err := httpkit.ReadBody(resp, maxBody)
 	if err != nil {
 		return resp.StatusCode, fmt.Errorf("read %s: %w: %w", req.URL.Path, errUpstream, err)
 	}

@@ -24,6 +24,8 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/smart-sim/sim/internal/httpkit"
 )
 
 // oauthConfig is one app's client configuration at one AS.
@@ -388,7 +390,7 @@ func (fl *flowRun) postToken(ctx context.Context, c oauthConfig, form url.Values
 		return nil
 	}
 	defer resp.Body.Close()
-	b, _ := readBody(resp.Body, 1<<20, resp.ContentLength)
+	b, _ := httpkit.ReadBody(resp, 1<<20)
 	out.status = resp.StatusCode
 	var body map[string]any
 	_ = json.Unmarshal(b, &body)

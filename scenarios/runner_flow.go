@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/smart-sim/sim/internal/browser"
+	"github.com/smart-sim/sim/internal/httpkit"
 	"github.com/smart-sim/sim/internal/report"
 	"github.com/smart-sim/sim/internal/trace"
 )
@@ -146,7 +147,7 @@ func (t *flowTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if token && resp.StatusCode/100 == 2 {
 		// Keep the token response's JSON object: x/oauth2 shows its
 		// fields only one by one.
-		b, rerr := readBody(resp.Body, 1<<20, resp.ContentLength)
+		b, rerr := httpkit.ReadBody(resp, 1<<20)
 		resp.Body.Close()
 		if rerr != nil {
 			return nil, rerr
@@ -156,18 +157,6 @@ func (t *flowTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp.Body = io.NopCloser(bytes.NewReader(b))
 	}
 	return resp, nil
-}
-
-// readBody reads r to its end, or to limit bytes, into one buffer sized
-// from hint (a Content-Length; -1 when unknown) rather than io.ReadAll's
-// growing ones.
-func readBody(r io.Reader, limit, hint int64) ([]byte, error) {
-	var buf bytes.Buffer
-	if hint >= 0 {
-		buf.Grow(int(min(hint, limit)) + bytes.MinRead)
-	}
-	_, err := buf.ReadFrom(io.LimitReader(r, limit))
-	return buf.Bytes(), err
 }
 
 // newFlowRun prepares one run of flow f (cell c) under trace flow id: a
@@ -467,7 +456,7 @@ func (fl *flowRun) getJSON(ctx context.Context, u, bearer string, out any) (int,
 		return 0, err
 	}
 	defer resp.Body.Close()
-	b, err := readBody(resp.Body, 32<<20, resp.ContentLength)
+	b, err := httpkit.ReadBody(resp, 32<<20)
 	if err != nil {
 		return resp.StatusCode, err
 	}

@@ -9,6 +9,8 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"strings"
+
+	"github.com/smart-sim/sim/internal/httpkit"
 )
 
 // Browser is one user agent with its own cookies.
@@ -117,11 +119,12 @@ func (b *Browser) Do(req *http.Request) (*Page, error) {
 			}
 			continue
 		}
-		body, err := readBody(resp.Body, maxBody, resp.ContentLength)
+		b, err := httpkit.ReadBody(resp, maxBody)
 		resp.Body.Close()
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", req.URL.Redacted(), err)
 		}
+		body := string(b)
 		p := &Page{URL: req.URL, Status: resp.StatusCode, Header: resp.Header, Body: body}
 		if strings.Contains(resp.Header.Get("Content-Type"), "html") {
 			p.Forms, p.Title = parseForms(req.URL, body)
