@@ -27,7 +27,7 @@ func (s *Store) FindByIdentifier(ctx context.Context, resourceType, system, valu
 		limit = 10
 	}
 	limit = min(limit, maxCount)
-	rows, err := s.stmts.query(ctx, findByIdentifierSQL, resourceType, value, system, limit)
+	rows, err := s.stmts.QueryContext(ctx, findByIdentifierSQL, resourceType, value, system, limit)
 	if err != nil {
 		return nil, fmt.Errorf("find %s by identifier: %w", resourceType, err)
 	}

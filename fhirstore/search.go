@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/smart-sim/sim/internal/sqlitedb"
 )
 
 const (
@@ -392,14 +394,14 @@ func (s *Store) run(ctx context.Context, q *query) (*SearchResult, error) {
 	snap := q.snapshot
 	if snap == 0 {
 		var m sql.NullInt64
-		if err := s.stmts.queryRow(ctx, `SELECT max(vid) FROM res`).Scan(&m); err != nil {
+		if err := s.stmts.QueryRowContext(ctx, `SELECT max(vid) FROM res`).Scan(&m); err != nil {
 			return nil, fmt.Errorf("search %s: snapshot: %w", q.typ, err)
 		}
 		snap = m.Int64
 	}
 	where, args := q.where(snap)
 	res := &SearchResult{Snapshot: snap, Offset: q.offset, Count: q.count}
-	if err := s.stmts.queryRow(ctx, `SELECT count(*) FROM res r WHERE `+where, args...).Scan(&res.Total); err != nil {
+	if err := s.stmts.QueryRowContext(ctx, `SELECT count(*) FROM res r WHERE `+where, args...).Scan(&res.Total); err != nil {
 		return nil, fmt.Errorf("search %s: count: %w", q.typ, err)
 	}
 	if q.summaryCount || q.count == 0 || q.offset >= res.Total {
@@ -408,7 +410,7 @@ func (s *Store) run(ctx context.Context, q *query) (*SearchResult, error) {
 	order, oargs := q.orderBy()
 	args = append(args, oargs...)
 	args = append(args, q.count, q.offset)
-	rows, err := s.stmts.query(ctx, `SELECT r.vid, r.id, r.body FROM res r WHERE `+where+` ORDER BY `+order+` LIMIT ? OFFSET ?`, args...)
+	rows, err := s.stmts.QueryContext(ctx, `SELECT r.vid, r.id, r.body FROM res r WHERE `+where+` ORDER BY `+order+` LIMIT ? OFFSET ?`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("search %s: %w", q.typ, err)
 	}
@@ -442,7 +444,7 @@ func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
 }
 
-func (q *query) fetchIncludes(ctx context.Context, tx *sql.DB, stmts *stmtCache, snap int64, vids []any) ([]SearchEntry, error) {
+func (q *query) fetchIncludes(ctx context.Context, tx *sql.DB, stmts *sqlitedb.Stmts, snap int64, vids []any) ([]SearchEntry, error) {
 	var out []SearchEntry
 	seen := map[string]bool{}
 	for _, inc := range q.includes {
@@ -466,7 +468,7 @@ func (q *query) fetchIncludes(ctx context.Context, tx *sql.DB, stmts *stmtCache,
 		rows.Close()
 		for _, t := range targets {
 			e := SearchEntry{Type: t[0], ID: t[1], Mode: "include"}
-			err := stmts.queryRow(ctx, `SELECT body FROM res WHERE type = ? AND id = ? AND vid <= ? AND vto > ? AND deleted = 0`,
+			err := stmts.QueryRowContext(ctx, `SELECT body FROM res WHERE type = ? AND id = ? AND vid <= ? AND vto > ? AND deleted = 0`,
 				t[0], t[1], snap, snap).Scan((*[]byte)(&e.Resource))
 			if err == sql.ErrNoRows {
 				continue

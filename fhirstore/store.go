@@ -41,6 +41,12 @@ type Options struct {
 	BaseURL string
 }
 
+// maxCachedStmts bounds the reader statements a store keeps prepared.
+// Search builds its SQL from the shape of a query (parameters, values per
+// parameter, sort keys), not from the values, so a server sees few
+// distinct texts.
+const maxCachedStmts = 256
+
 // Store keeps R4 resources, all their versions and their search index in
 // one SQLite file. Bodies are stored in jsonformat's canonical form and
 // served as stored.
@@ -53,7 +59,7 @@ type Store struct {
 
 	readStmt  *sql.Stmt
 	vreadStmt *sql.Stmt
-	stmts     *stmtCache // reader statements by SQL text (searches)
+	stmts     *sqlitedb.Stmts // reader statements by SQL text (searches)
 	cache     *readCache // current versions of recently read resources
 }
 
@@ -74,7 +80,7 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open fhir store: %w", err)
 	}
-	s := &Store{db: db, codec: codec, now: opt.Now, log: opt.Logger, base: opt.BaseURL, stmts: newStmtCache(db.Read), cache: newReadCache()}
+	s := &Store{db: db, codec: codec, now: opt.Now, log: opt.Logger, base: opt.BaseURL, stmts: sqlitedb.NewStmts(db.Read, maxCachedStmts), cache: newReadCache()}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -98,7 +104,7 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 func (s *Store) Close() error {
 	s.readStmt.Close()
 	s.vreadStmt.Close()
-	s.stmts.close()
+	s.stmts.Close()
 	return s.db.Close()
 }
 

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/smart-sim/sim/internal/sqlitedb"
 )
 
 // Store errors.
@@ -307,49 +309,28 @@ type SQLStore struct {
 	Now         func() time.Time
 
 	nextPurge atomic.Int64 // unix nanoseconds
-	stmts     sync.Map     // stmtKey -> *sql.Stmt
+
+	stmtsOnce         sync.Once
+	writeStm, readStm *sqlitedb.Stmts
 }
 
 var _ Store = (*SQLStore)(nil)
 
-type stmtKey struct {
-	db    *sql.DB
-	query string
-}
+// maxStoreStmts bounds the statements kept prepared per pool: the
+// store runs a handful of fixed texts.
+const maxStoreStmts = 32
 
-// prepared returns q prepared on db, preparing it the first time: every
-// query here runs on each token request, and SQLite's parse and plan of a
-// statement costs about as much as running it.
-func (s *SQLStore) prepared(ctx context.Context, db *sql.DB, q string) (*sql.Stmt, error) {
-	k := stmtKey{db, q}
-	if v, ok := s.stmts.Load(k); ok {
-		return v.(*sql.Stmt), nil
-	}
-	st, err := db.PrepareContext(ctx, q)
-	if err != nil {
-		return nil, fmt.Errorf("prepare statement: %w", err)
-	}
-	if v, loaded := s.stmts.LoadOrStore(k, st); loaded {
-		st.Close()
-		return v.(*sql.Stmt), nil
-	}
-	return st, nil
-}
+// writes and reads return the statements kept prepared on Write and
+// Read: every query here runs on each token request, and SQLite's parse
+// and plan of a statement costs about as much as running it.
+func (s *SQLStore) writes() *sqlitedb.Stmts { s.initStmts(); return s.writeStm }
+func (s *SQLStore) reads() *sqlitedb.Stmts  { s.initStmts(); return s.readStm }
 
-func (s *SQLStore) exec(ctx context.Context, db *sql.DB, q string, args ...any) (sql.Result, error) {
-	st, err := s.prepared(ctx, db, q)
-	if err != nil {
-		return nil, err
-	}
-	return st.ExecContext(ctx, args...)
-}
-
-func (s *SQLStore) scanRow(ctx context.Context, db *sql.DB, q string, args []any, dest ...any) error {
-	st, err := s.prepared(ctx, db, q)
-	if err != nil {
-		return err
-	}
-	return st.QueryRowContext(ctx, args...).Scan(dest...)
+func (s *SQLStore) initStmts() {
+	s.stmtsOnce.Do(func() {
+		s.writeStm = sqlitedb.NewStmts(s.Write, maxStoreStmts)
+		s.readStm = sqlitedb.NewStmts(s.Read, maxStoreStmts)
+	})
 }
 
 func unix(t time.Time) int64 {
@@ -389,7 +370,7 @@ func (s *SQLStore) maybePurge(ctx context.Context) {
 const liveSQL = `(expires = 0 OR expires > ?)`
 
 func (s *SQLStore) Put(ctx context.Context, bucket, key string, value []byte, exp time.Time) error {
-	_, err := s.exec(ctx, s.Write, `INSERT INTO authkit_kv (bucket, key, value, expires) VALUES (?, ?, ?, ?)
+	_, err := s.writes().ExecContext(ctx, `INSERT INTO authkit_kv (bucket, key, value, expires) VALUES (?, ?, ?, ?)
 		ON CONFLICT (bucket, key) DO UPDATE SET value = excluded.value, expires = excluded.expires`,
 		bucket, key, value, unix(exp))
 	if err != nil {
@@ -400,7 +381,7 @@ func (s *SQLStore) Put(ctx context.Context, bucket, key string, value []byte, ex
 }
 
 func (s *SQLStore) Add(ctx context.Context, bucket, key string, value []byte, exp time.Time) error {
-	res, err := s.exec(ctx, s.Write, `INSERT INTO authkit_kv (bucket, key, value, expires) VALUES (?, ?, ?, ?)
+	res, err := s.writes().ExecContext(ctx, `INSERT INTO authkit_kv (bucket, key, value, expires) VALUES (?, ?, ?, ?)
 		ON CONFLICT (bucket, key) DO UPDATE SET value = excluded.value, expires = excluded.expires
 		WHERE NOT (authkit_kv.expires = 0 OR authkit_kv.expires > ?)`,
 		bucket, key, value, unix(exp), s.now())
@@ -416,8 +397,8 @@ func (s *SQLStore) Add(ctx context.Context, bucket, key string, value []byte, ex
 
 func (s *SQLStore) Get(ctx context.Context, bucket, key string) ([]byte, error) {
 	var v []byte
-	err := s.scanRow(ctx, s.Read, `SELECT value FROM authkit_kv WHERE bucket = ? AND key = ? AND `+liveSQL,
-		[]any{bucket, key, s.now()}, &v)
+	err := s.reads().QueryRowContext(ctx, `SELECT value FROM authkit_kv WHERE bucket = ? AND key = ? AND `+liveSQL,
+		bucket, key, s.now()).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -430,8 +411,8 @@ func (s *SQLStore) Get(ctx context.Context, bucket, key string) ([]byte, error) 
 func (s *SQLStore) Take(ctx context.Context, bucket, key string) ([]byte, error) {
 	var v []byte
 	var exp int64
-	err := s.scanRow(ctx, s.Write, `DELETE FROM authkit_kv WHERE bucket = ? AND key = ? RETURNING value, expires`,
-		[]any{bucket, key}, &v, &exp)
+	err := s.writes().QueryRowContext(ctx, `DELETE FROM authkit_kv WHERE bucket = ? AND key = ? RETURNING value, expires`,
+		bucket, key).Scan(&v, &exp)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -445,7 +426,7 @@ func (s *SQLStore) Take(ctx context.Context, bucket, key string) ([]byte, error)
 }
 
 func (s *SQLStore) Swap(ctx context.Context, bucket, key string, old, new []byte, exp time.Time) error {
-	res, err := s.exec(ctx, s.Write, `UPDATE authkit_kv SET value = ?, expires = ?
+	res, err := s.writes().ExecContext(ctx, `UPDATE authkit_kv SET value = ?, expires = ?
 		WHERE bucket = ? AND key = ? AND value = ? AND `+liveSQL,
 		new, unix(exp), bucket, key, old, s.now())
 	if err != nil {
@@ -461,7 +442,7 @@ func (s *SQLStore) Swap(ctx context.Context, bucket, key string, old, new []byte
 }
 
 func (s *SQLStore) Delete(ctx context.Context, bucket, key string) error {
-	if _, err := s.exec(ctx, s.Write, `DELETE FROM authkit_kv WHERE bucket = ? AND key = ?`, bucket, key); err != nil {
+	if _, err := s.writes().ExecContext(ctx, `DELETE FROM authkit_kv WHERE bucket = ? AND key = ?`, bucket, key); err != nil {
 		return fmt.Errorf("delete %s: %w", bucket, err)
 	}
 	return nil
