@@ -60,7 +60,7 @@ type Store struct {
 	readStmt  *sql.Stmt
 	vreadStmt *sql.Stmt
 	stmts     *sqlitedb.Stmts // reader statements by SQL text (searches)
-	cache     *readCache // current versions of recently read resources
+	cache     *readCache      // current versions of recently read resources
 }
 
 // Open opens (or creates) the store at opt.Path and applies its migrations.
