@@ -346,24 +346,12 @@ func TestDataDirHalfLoadedStoreIsRebuilt(t *testing.T) {
 	defer r.Close(ctx)
 	first := world(t, r).Patients[0].EHRID
 	tok := ehrLaunch(t, r, first, "dr.smith")
-	if code := status(t, r.Ready().EHRFHIR+"/Patient/"+first, tok.AccessToken); code != http.StatusOK {
+	if code := getJSON(t, r.Ready().EHRFHIR+"/Patient/"+first, tok.AccessToken, nil); code != http.StatusOK {
 		t.Fatalf("read of the world's patient: %d, want 200", code)
 	}
-	if code := status(t, r.Ready().EHRFHIR+"/Patient/leftover", tok.AccessToken); code != http.StatusNotFound {
+	if code := getJSON(t, r.Ready().EHRFHIR+"/Patient/leftover", tok.AccessToken, nil); code != http.StatusNotFound {
 		t.Fatalf("read of the half-loaded store's patient: %d, want 404 (the store is made anew)", code)
 	}
-}
-
-func status(t *testing.T, rawURL, bearer string) int {
-	t.Helper()
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, rawURL, nil)
-	req.Header.Set("Authorization", "Bearer "+bearer)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
 }
 
 // Two sims on one data directory would write the same stores: the second

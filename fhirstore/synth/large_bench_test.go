@@ -35,10 +35,7 @@ func BenchmarkGenerateLoad100k(b *testing.B) { benchmarkGenerateLoad(b, 100_000)
 // benchmarkGenerateLoad streams a world into two new stores per op and
 // reports patients/s, resources, the stores' size and the peak RSS.
 func benchmarkGenerateLoad(b *testing.B, patients int) {
-	cfg := testConfig(KindImaging)
-	cfg.EHR.Patients = patients
-	c := ClassCounts(patients, cfg.Overlap)
-	cfg.Overlap.OtherOnly = max(0, patients-c[ClassShared]-c[ClassOtherIDOnly]-2*c[ClassAmbiguous])
+	cfg := sizedConfig(patients)
 	ctx := context.Background()
 	resetPeakRSS(b)
 	var res, people int
@@ -181,10 +178,7 @@ func BenchmarkStream1M(b *testing.B) {
 func BenchmarkStreamPeak100k(b *testing.B) { benchmarkStreamPeak(b, 100_000) }
 
 func benchmarkStreamPeak(b *testing.B, patients int) {
-	cfg := testConfig(KindImaging)
-	cfg.EHR.Patients = patients
-	c := ClassCounts(patients, cfg.Overlap)
-	cfg.Overlap.OtherOnly = max(0, patients-c[ClassShared]-c[ClassOtherIDOnly]-2*c[ClassAmbiguous])
+	cfg := sizedConfig(patients)
 	resetPeakRSS(b)
 	var res int
 	for b.Loop() {

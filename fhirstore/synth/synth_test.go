@@ -593,13 +593,20 @@ func TestNPICheckDigit(t *testing.T) {
 	}
 }
 
-// benchmarkGenerate generates patients EHR patients and, with other-only
-// patients making up the difference, as many Other patients.
-func benchmarkGenerate(b *testing.B, patients int) {
+// sizedConfig is the imaging world with patients EHR patients and, with
+// other-only patients making up the difference, as many Other patients.
+func sizedConfig(patients int) Config {
 	cfg := testConfig(KindImaging)
 	cfg.EHR.Patients = patients
 	c := ClassCounts(patients, cfg.Overlap)
 	cfg.Overlap.OtherOnly = max(0, patients-c[ClassShared]-c[ClassOtherIDOnly]-2*c[ClassAmbiguous])
+	return cfg
+}
+
+// benchmarkGenerate generates patients EHR patients and, with other-only
+// patients making up the difference, as many Other patients.
+func benchmarkGenerate(b *testing.B, patients int) {
+	cfg := sizedConfig(patients)
 	b.ReportAllocs()
 	var res, people int
 	for b.Loop() {
