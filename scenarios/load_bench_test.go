@@ -4,15 +4,19 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
 	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/smart-sim/sim/internal/gcfloor"
 )
 
 // benchPlan starts the default world and prepares direction d's flows.
 func benchPlan(b *testing.B, d string) (*loadPlan, *Flow) {
 	b.Helper()
+	binaryGC(b)
 	r, err := Start(b.Context(), DefaultWorld(), Options{})
 	if err != nil {
 		b.Fatal(err)
@@ -66,6 +70,14 @@ func BenchmarkTwoServerFlowParallel(b *testing.B) {
 }
 
 func testingProcs() int { return runtime.GOMAXPROCS(0) }
+
+// binaryGC gives the benchmark the collector policy of the sim binary: the
+// heap-goal floor unless GOGC is set.
+func binaryGC(b *testing.B) {
+	if os.Getenv("GOGC") == "" {
+		b.Cleanup(gcfloor.Start(gcfloor.Default).Stop)
+	}
+}
 
 // BenchmarkFHIRReadWithBearer is a Patient read at the EHR FHIR server
 // through the whole stack (loopback HTTP, trace and access-log middleware,

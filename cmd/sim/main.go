@@ -22,18 +22,15 @@ import (
 // harder near it.
 const defaultMemoryLimit = 1 << 30
 
-// heapFloor is the smallest heap goal sim lets the collector aim for
-// unless GOGC is set: the default world's live heap is about 40 MB, and at
-// the default pace the collector took about a sixth of the CPU under
-// load (see internal/gcfloor and BENCHMARKS.md).
-const heapFloor = 192 << 20
-
 func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(defaultMemoryLimit)
 	}
 	if os.Getenv("GOGC") == "" {
-		gcfloor.Start(heapFloor)
+		// The heap may grow to gcfloor.Default before a collection:
+		// at the default pace the collector cost a tenth of the
+		// throughput under load (BENCHMARKS.md, fourth round).
+		gcfloor.Start(gcfloor.Default)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)

@@ -17,6 +17,12 @@ import (
 	"sync"
 )
 
+// Default is the floor sim runs with unless GOGC is set (cmd/sim, and the
+// flow benchmarks, so that they measure what the binary does): well above
+// the default world's 40 MB live heap, and small next to the memory of any
+// machine that builds sim.
+const Default = 192 << 20
+
 // The runtime metrics the heap goal is made of: the heap the last cycle
 // marked live, and the stacks and globals it scanned.
 var goalMetrics = [3]string{"/gc/heap/live:bytes", "/gc/scan/stack:bytes", "/gc/scan/globals:bytes"}
