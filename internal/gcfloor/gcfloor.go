@@ -4,7 +4,7 @@
 // has grown by as much as was live after the last one. sim's live heap is
 // small (about 40 MB on the default world) and a two-server flow allocates
 // about 0.5 MB, so under load the default pace collects ten times a
-// second, and collection takes about a sixth of the CPU. With a floor the
+// second, and collection takes about a tenth of the CPU. With a floor the
 // heap may grow to the floor before a cycle starts; once the live heap is
 // above half the floor, GOGC=100 applies as usual. The soft memory limit
 // (GOMEMLIMIT) still caps the heap whatever the floor says.
@@ -36,6 +36,7 @@ type Tuner struct {
 	stopped bool
 	percent int // what GOGC is set to now
 	before  int // what GOGC was before Start
+	tuned   int // how many times tune has run
 	sample  [len(goalMetrics)]metrics.Sample
 }
 
@@ -94,6 +95,7 @@ func (t *Tuner) tune() bool {
 	if t.stopped {
 		return false
 	}
+	t.tuned++
 	metrics.Read(t.sample[:])
 	var v [len(goalMetrics)]uint64
 	for i, s := range t.sample {

@@ -19,7 +19,7 @@ func TestPercent(t *testing.T) {
 		{live: 80 * mib, floor: 160 * mib, want: 100},                  // half the floor: the default pace
 		{live: 500 * mib, floor: 160 * mib, want: 100},                 // a large world
 		{live: 3 * mib, floor: 10 * mib, want: 234},                    // rounded up: 3 + 3 × 2.34 ≥ 10
-		{live: 1 * mib, roots: 1 * mib, floor: 2 * mib, want: 100},     // never under the default pace
+		{live: 10 * mib, roots: 30 * mib, floor: 24 * mib, want: 100},  // never under the default pace
 		{live: 0, floor: 160 * mib, want: 4000},                        // the minimum heap, 4 MiB × 40, is the floor
 		{live: 1, roots: 1, floor: 160 * mib, want: 4000},
 	} {
@@ -34,50 +34,66 @@ func TestPercent(t *testing.T) {
 	}
 }
 
-// cycles is the number of completed GC cycles so far.
-func cycles() uint64 {
-	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+// readUint64 reads a runtime metric.
+func readUint64(name string) uint64 {
+	s := []metrics.Sample{{Name: name}}
 	metrics.Read(s)
 	return s[0].Value.Uint64()
 }
 
-var sink []byte
-
-// churn allocates n bytes of garbage in 64 KiB pieces.
-func churn(n int) {
-	for i := 0; i < n/(64<<10); i++ {
-		sink = make([]byte, 64<<10)
+// collect runs a full collection and waits until the tuner has run after
+// it (it runs on the runtime's cleanup goroutine).
+func collect(t *testing.T, tuner *Tuner) {
+	t.Helper()
+	tuner.mu.Lock()
+	before := tuner.tuned
+	tuner.mu.Unlock()
+	runtime.GC()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		tuner.mu.Lock()
+		n := tuner.tuned
+		tuner.mu.Unlock()
+		if n > before {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the tuner did not run after a collection")
+		}
+		time.Sleep(time.Millisecond)
 	}
-	sink = nil
 }
 
-// TestFloorCutsCycles allocates the same garbage with the default pace and
-// then under a 64 MiB floor: the live heap of a test binary is a few MiB,
-// so the default pace collects every few MiB and the floor every ~64 MiB.
-func TestFloorCutsCycles(t *testing.T) {
+// TestGoalAtFloor holds a 16 MiB live heap under a 64 MiB floor: after a
+// collection the runtime's heap goal is the floor (at the default pace it
+// would be about 32 MiB), so a cycle comes every ~48 MiB of garbage
+// instead of every ~16 MiB.
+func TestGoalAtFloor(t *testing.T) {
 	const floor = 64 << 20
-	const garbage = 512 << 20
+	defer debug.SetGCPercent(debug.SetGCPercent(100)) // whatever GOGC says
+	live := make([][]byte, 16)
+	for i := range live {
+		live[i] = make([]byte, 1<<20)
+	}
 	runtime.GC()
-	c0 := cycles()
-	churn(garbage)
-	paced := cycles() - c0
+	paced := readUint64("/gc/heap/goal:bytes")
 
 	tuner := Start(floor)
-	runtime.GC() // the tuner now knows the live heap
-	if p := tuner.Percent(); p <= 100 {
-		t.Fatalf("GOGC under a %d-byte floor = %d, want more than 100 for a small live heap", floor, p)
-	}
-	c1 := cycles()
-	churn(garbage)
-	floored := cycles() - c1
-	tuner.Stop()
+	defer tuner.Stop()
+	collect(t, tuner)
+	goal := readUint64("/gc/heap/goal:bytes")
+	gogc := readUint64("/gc/gogc:percent")
+	runtime.KeepAlive(live)
 
-	t.Logf("cycles for %d MiB of garbage: %d at GOGC=100, %d with a %d MiB floor", garbage>>20, paced, floored, floor>>20)
-	if floored > garbage/floor+4 {
-		t.Errorf("%d cycles with the floor, want at most %d", floored, garbage/floor+4)
+	t.Logf("heap goal over 16 MiB live: %d MiB at GOGC=100, %d MiB with a %d MiB floor (GOGC=%d)", paced>>20, goal>>20, floor>>20, gogc)
+	if goal < floor || goal > floor+floor/8 {
+		t.Errorf("heap goal with a %d-byte floor = %d, want the floor (to 1/8 above)", floor, goal)
 	}
-	if floored*4 > paced {
-		t.Errorf("%d cycles with the floor against %d without: want at least 4× fewer", floored, paced)
+	if int(gogc) != tuner.Percent() {
+		t.Errorf("runtime GOGC %d, tuner says %d", gogc, tuner.Percent())
+	}
+	if paced >= floor/2+floor/4 {
+		t.Errorf("heap goal at GOGC=100 = %d: the live heap is larger than this test means", paced)
 	}
 }
 
@@ -85,8 +101,7 @@ func TestStopRestores(t *testing.T) {
 	old := debug.SetGCPercent(150)
 	defer debug.SetGCPercent(old)
 	tuner := Start(256 << 20)
-	runtime.GC()
-	runtime.GC()
+	collect(t, tuner)
 	tuner.Stop()
 	if got := debug.SetGCPercent(150); got != 150 {
 		t.Errorf("GOGC after Stop = %d, want 150 as before Start", got)
@@ -111,12 +126,7 @@ func TestLargeLiveHeap(t *testing.T) {
 	for i := range live {
 		live[i] = make([]byte, 1<<20)
 	}
-	// The tuner runs on the runtime's cleanup goroutine after each cycle.
-	deadline := time.Now().Add(5 * time.Second)
-	for tuner.Percent() != 100 && time.Now().Before(deadline) {
-		runtime.GC()
-		time.Sleep(time.Millisecond)
-	}
+	collect(t, tuner)
 	if p := tuner.Percent(); p != 100 {
 		t.Errorf("GOGC with 48 MiB live under a 64 MiB floor = %d, want 100", p)
 	}
