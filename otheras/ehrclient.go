@@ -2,6 +2,7 @@ package otheras
 
 import (
 	"context"
+	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,7 +36,8 @@ type ehrClient struct {
 	meta     *ehrMeta
 	metaAt   time.Time
 	keys     *jose.JSONWebKeySet
-	keysAt   time.Time // wall clock, refetch rate limit
+	keysAt   time.Time                // wall clock, refetch rate limit
+	checks   map[*jose.JSONWebKey]any // verification keys made from keys
 	token    string
 	tokenExp time.Time
 	inflight *tokenCall
@@ -169,7 +171,7 @@ func (c *ehrClient) key(ctx context.Context, kid string) (*jose.JSONWebKey, erro
 		return nil, fmt.Errorf("jwks: %w: status %d", errUpstream, st)
 	}
 	c.mu.Lock()
-	c.keys, c.keysAt = &fresh, wall
+	c.keys, c.keysAt, c.checks = &fresh, wall, nil
 	c.mu.Unlock()
 	if ks := fresh.Key(kid); len(ks) > 0 {
 		return &ks[0], nil
@@ -178,6 +180,35 @@ func (c *ehrClient) key(ctx context.Context, kid string) (*jose.JSONWebKey, erro
 }
 
 var errUnknownKey = errors.New("unknown signing key")
+
+// verificationKey returns what checks signatures by the EHR's key kid, for
+// go-jose's Verify and Claims: for an RSA key, a verifier on libcrypto
+// where it is available (made once per key), else the key itself.
+func (c *ehrClient) verificationKey(ctx context.Context, kid string) (any, error) {
+	jwk, err := c.key(ctx, kid)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	v, ok := c.checks[jwk]
+	c.mu.Unlock()
+	if ok {
+		return v, nil
+	}
+	v = jwk.Key
+	if pub, isRSA := jwk.Key.(*rsa.PublicKey); isRSA {
+		if fast, err := authkit.RS256Verifier(pub); err == nil {
+			v = fast
+		}
+	}
+	c.mu.Lock()
+	if c.checks == nil {
+		c.checks = map[*jose.JSONWebKey]any{}
+	}
+	c.checks[jwk] = v
+	c.mu.Unlock()
+	return v, nil
+}
 
 // backendToken returns a Backend Services access token, cached until
 // shortly before it expires. Concurrent callers share one fetch.

@@ -307,14 +307,14 @@ func (s *Server) resolveSubject(ctx context.Context, flow string, client *authki
 		s.decide(flow, "signature valid?", kind+" is checked by its issuer (introspection)", false)
 		c = unverified
 	} else {
-		key, err := ehr.key(ctx, req.Token.Headers[0].KeyID)
+		key, err := ehr.verificationKey(ctx, req.Token.Headers[0].KeyID)
 		if errors.Is(err, errUnknownKey) {
 			return nil, refuse("signature valid?", kind+" is not signed with a key of its issuer")
 		}
 		if err != nil {
 			return nil, fail(err)
 		}
-		if err := req.Token.Claims(key.Key, &c); err != nil {
+		if err := req.Token.Claims(key, &c); err != nil {
 			return nil, refuse("signature valid?", kind+" signature does not verify")
 		}
 	}

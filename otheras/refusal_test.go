@@ -106,6 +106,10 @@ func TestBadLaunchTokens(t *testing.T) {
 			h["alg"] = "none"
 			return seg(h) + "." + seg(c) + "."
 		}},
+		{"another key under the EHR's kid", "app-other", "invalid_request", "signature does not verify", func(t *testing.T, tok *oauth2.Token) string {
+			h, c := claimsOf(t, tok.Extra("launch_token").(string))
+			return sign(t, rsaKey, h["kid"].(string), "launch-token+jwt", c)
+		}},
 		{"unknown kid", "app-other", "invalid_request", "not signed with a key of its issuer", func(t *testing.T, tok *oauth2.Token) string {
 			_, c := claimsOf(t, tok.Extra("launch_token").(string))
 			return sign(t, rsaKey, "unknown-kid", "launch-token+jwt", c)

@@ -96,14 +96,14 @@ func (s *Server) resolveLaunch(ctx context.Context, flow string, client *authkit
 		s.logError(ctx, "resolve launch-token", err)
 		return authkit.ErrServerError
 	}
-	key, err := ehr.key(ctx, h.KeyID)
+	key, err := ehr.verificationKey(ctx, h.KeyID)
 	if errors.Is(err, errUnknownKey) {
 		return nil, refuse("signature valid?", "launch-token is not signed with a key of its issuer")
 	}
 	if err != nil {
 		return nil, fail(err)
 	}
-	if _, err := jws.Verify(key.Key); err != nil {
+	if _, err := jws.Verify(key); err != nil {
 		return nil, refuse("signature valid?", "launch-token signature does not verify")
 	}
 	now := s.cfg.Now()

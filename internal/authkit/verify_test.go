@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -84,6 +85,69 @@ func TestSignerVerifyRS256(t *testing.T) {
 	}
 }
 
+// A partner checks this signer's tokens with RS256Verifier over the key it
+// read from the published JWKS, as OtherAS does with the EHR's: the
+// token's own signature verifies, nothing else does.
+func TestRS256Verifier(t *testing.T) {
+	ctx := context.Background()
+	s, err := NewSigner(ctx, NewMemStore(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(s.JWKSJSON(), &set); err != nil {
+		t.Fatal(err)
+	}
+	keys := set.Key(s.ActiveKeyID())
+	if len(keys) != 1 {
+		t.Fatalf("JWKS has %d keys with kid %s", len(keys), s.ActiveKeyID())
+	}
+	v, err := RS256Verifier(keys[0].Key.(*rsa.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := s.Sign(map[string]any{"sub": "alice"}, "launch-token+jwt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify := func(raw string) ([]byte, error) {
+		jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.RS256})
+		if err != nil {
+			return nil, err
+		}
+		return jws.Verify(v)
+	}
+	if payload, err := verify(tok); err != nil || !strings.Contains(string(payload), `"sub":"alice"`) {
+		t.Fatalf("own token: %s, %v", payload, err)
+	}
+	otherKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forger, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: otherKey},
+		(&jose.SignerOptions{}).WithType("launch-token+jwt").WithHeader("kid", s.ActiveKeyID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := jwt.Signed(forger).Claims(map[string]any{"sub": "alice"}).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(tok, ".")
+	altered := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"mallory"}`)) + "." + parts[2]
+	for name, raw := range map[string]string{"another key, same kid": forged, "altered payload": altered} {
+		if _, err := verify(raw); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if err := v.VerifyPayload([]byte(parts[0]+"."+parts[1]), []byte("x"), jose.HS256); err == nil {
+		t.Error("HS256 accepted by an RS256 verifier")
+	}
+	if _, err := RS256Verifier(nil); err == nil {
+		t.Error("RS256Verifier(nil): no error")
+	}
+}
+
 // FuzzVerify: whatever the token, Verify returns without panicking and
 // accepts no claims it did not sign.
 func FuzzVerify(f *testing.F) {
@@ -112,4 +176,40 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("accepted claims this signer did not sign: %q", tok)
 		}
 	})
+}
+
+// BenchmarkPartnerVerify is OtherAS's check of a launch-token signature:
+// go-jose's Verify with the EHR's RSA public key as is (crypto/rsa) and
+// with RS256Verifier over it.
+func BenchmarkPartnerVerify(b *testing.B) {
+	s, err := NewSigner(context.Background(), NewMemStore(nil), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok, err := s.Sign(map[string]any{"sub": "alice", "aud": "https://other.example/auth"}, "launch-token+jwt")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(s.JWKSJSON(), &set); err != nil {
+		b.Fatal(err)
+	}
+	pub := set.Key(s.ActiveKeyID())[0].Key.(*rsa.PublicKey)
+	fast, err := RS256Verifier(pub)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name, key := range map[string]any{"rsa.PublicKey": pub, "RS256Verifier": fast} {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.RS256})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := jws.Verify(key); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -17,9 +17,11 @@ const libcrypto = "libcrypto.so.3"
 func load() { loaded = openssl.Init(libcrypto) == nil }
 
 type opensslKey struct {
-	k   *openssl.PrivateKeyRSA
-	pub *openssl.PublicKeyRSA
+	k *openssl.PrivateKeyRSA
+	opensslPublic
 }
+
+type opensslPublic struct{ pub *openssl.PublicKeyRSA }
 
 func newNative(priv *rsa.PrivateKey) (native, error) {
 	if !Available() || len(priv.Primes) != 2 {
@@ -31,17 +33,33 @@ func newNative(priv *rsa.PrivateKey) (native, error) {
 	if err != nil {
 		return nil, err
 	}
-	pub, err := openssl.NewPublicKeyRSA(bbig.Enc(priv.N), bbig.Enc(big.NewInt(int64(priv.E))))
+	pub, err := newOpenSSLPublic(&priv.PublicKey)
 	if err != nil {
 		return nil, err
 	}
-	return opensslKey{k: k, pub: pub}, nil
+	return opensslKey{k: k, opensslPublic: pub}, nil
+}
+
+func newNativePublic(pub *rsa.PublicKey) (nativeVerifier, error) {
+	if !Available() {
+		return nil, nil
+	}
+	p, err := newOpenSSLPublic(pub)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func newOpenSSLPublic(pub *rsa.PublicKey) (opensslPublic, error) {
+	k, err := openssl.NewPublicKeyRSA(bbig.Enc(pub.N), bbig.Enc(big.NewInt(int64(pub.E))))
+	return opensslPublic{pub: k}, err
 }
 
 func (o opensslKey) signSHA256(digest []byte) ([]byte, error) {
 	return openssl.SignRSAPKCS1v15(o.k, crypto.SHA256, digest)
 }
 
-func (o opensslKey) verifySHA256(digest, sig []byte) error {
+func (o opensslPublic) verifySHA256(digest, sig []byte) error {
 	return openssl.VerifyRSAPKCS1v15(o.pub, crypto.SHA256, digest, sig)
 }

@@ -1,6 +1,7 @@
 package rsasign
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -19,6 +20,11 @@ const (
 // native is an accelerated implementation of one key's signatures.
 type native interface {
 	signSHA256(digest []byte) ([]byte, error)
+	nativeVerifier
+}
+
+// nativeVerifier is an accelerated check of one public key's signatures.
+type nativeVerifier interface {
 	verifySHA256(digest, sig []byte) error
 }
 
@@ -26,6 +32,7 @@ type native interface {
 type Key struct {
 	priv   *rsa.PrivateKey
 	native native // nil: crypto/rsa
+	public PublicKey
 }
 
 // New prepares priv for signing, on OpenSSL when it is available and its
@@ -35,7 +42,7 @@ func New(priv *rsa.PrivateKey) (*Key, error) {
 		return nil, fmt.Errorf("rsa key: none given")
 	}
 	priv.Precompute()
-	k := &Key{priv: priv}
+	k := &Key{priv: priv, public: PublicKey{pub: &priv.PublicKey}}
 	if os.Getenv("SIM_CRYPTO") == BackendGo {
 		return k, nil
 	}
@@ -54,7 +61,7 @@ func New(priv *rsa.PrivateKey) (*Key, error) {
 	if n.verifySHA256(probe[:], sig) != nil || n.verifySHA256(probe[:], bad) == nil {
 		return k, nil
 	}
-	k.native = n
+	k.native, k.public.native = n, n
 	return k, nil
 }
 
@@ -87,14 +94,57 @@ func (k *Key) SignSHA256(payload []byte) ([]byte, error) {
 }
 
 // VerifySHA256 checks an RS256 signature of payload by this key's public
-// half. A signature libcrypto refuses is checked again by crypto/rsa, so
-// only a signature both refuse is reported invalid.
-func (k *Key) VerifySHA256(payload, sig []byte) error {
+// half (see PublicKey.VerifySHA256).
+func (k *Key) VerifySHA256(payload, sig []byte) error { return k.public.VerifySHA256(payload, sig) }
+
+// PublicKey checks RS256 signatures with one RSA public key, such as a
+// partner's key from its JWKS.
+type PublicKey struct {
+	pub    *rsa.PublicKey
+	native nativeVerifier // nil: crypto/rsa
+}
+
+// NewPublic prepares pub for checking signatures, on OpenSSL when it is
+// available and refuses the two signatures no key makes (all zeros, all
+// 0xff).
+func NewPublic(pub *rsa.PublicKey) (*PublicKey, error) {
+	if pub == nil || pub.N == nil {
+		return nil, fmt.Errorf("rsa public key: none given")
+	}
+	k := &PublicKey{pub: pub}
+	if os.Getenv("SIM_CRYPTO") == BackendGo {
+		return k, nil
+	}
+	n, err := newNativePublic(pub)
+	if err != nil || n == nil {
+		return k, nil // crypto/rsa
+	}
+	probe := sha256.Sum256([]byte("sim rsasign self-test"))
+	size := pub.Size()
+	if n.verifySHA256(probe[:], make([]byte, size)) == nil || n.verifySHA256(probe[:], bytes.Repeat([]byte{0xff}, size)) == nil {
+		return k, nil
+	}
+	k.native = n
+	return k, nil
+}
+
+// Backend tells which implementation checks the key's signatures.
+func (k *PublicKey) Backend() string {
+	if k.native != nil {
+		return BackendOpenSSL
+	}
+	return BackendGo
+}
+
+// VerifySHA256 checks an RS256 signature of payload. A signature libcrypto
+// refuses is checked again by crypto/rsa, so only a signature both refuse
+// is reported invalid.
+func (k *PublicKey) VerifySHA256(payload, sig []byte) error {
 	digest := sha256.Sum256(payload)
 	if k.native != nil && k.native.verifySHA256(digest[:], sig) == nil {
 		return nil
 	}
-	if err := rsa.VerifyPKCS1v15(&k.priv.PublicKey, crypto.SHA256, digest[:], sig); err != nil {
+	if err := rsa.VerifyPKCS1v15(k.pub, crypto.SHA256, digest[:], sig); err != nil {
 		return fmt.Errorf("rsa verify: %w", err)
 	}
 	return nil

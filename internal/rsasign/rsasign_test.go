@@ -101,6 +101,14 @@ func TestConcurrentSigning(t *testing.T) {
 	}
 }
 
+func TestNilPublicKey(t *testing.T) {
+	for _, pub := range []*rsa.PublicKey{nil, {}} {
+		if _, err := NewPublic(pub); err == nil {
+			t.Errorf("NewPublic(%v): no error", pub)
+		}
+	}
+}
+
 func TestNilKey(t *testing.T) {
 	if _, err := New(nil); err == nil {
 		t.Fatal("New(nil) succeeded")
@@ -160,13 +168,19 @@ func TestVerify(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The same checks through the public key alone, as a partner
+			// holds it from a JWKS.
+			pk, err := NewPublic(&priv.PublicKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pk.Backend() != backend {
+				t.Fatalf("public key on %s, the private key on %s", pk.Backend(), backend)
+			}
 			payload := []byte("header.claims")
 			sig, err := k.SignSHA256(payload)
 			if err != nil {
 				t.Fatal(err)
-			}
-			if err := k.VerifySHA256(payload, sig); err != nil {
-				t.Fatalf("own signature refused: %v", err)
 			}
 			foreign, err := o.SignSHA256(payload)
 			if err != nil {
@@ -174,18 +188,25 @@ func TestVerify(t *testing.T) {
 			}
 			damaged := bytes.Clone(sig)
 			damaged[10] ^= 0x80
-			for name, c := range map[string]struct{ payload, sig []byte }{
-				"other payload":    {[]byte("header.claimz"), sig},
-				"damaged":          {payload, damaged},
-				"another key":      {payload, foreign},
-				"shortened":        {payload, sig[1:]},
-				"empty":            {payload, nil},
-				"one byte longer":  {payload, append(bytes.Clone(sig), 0)},
-				"zero signature":   {payload, make([]byte, len(sig))},
-				"modulus-size ffs": {payload, bytes.Repeat([]byte{0xff}, len(sig))},
-			} {
-				if err := k.VerifySHA256(c.payload, c.sig); err == nil {
-					t.Errorf("%s: accepted", name)
+			for who, v := range map[string]interface {
+				VerifySHA256(payload, sig []byte) error
+			}{"key": k, "public key": pk} {
+				if err := v.VerifySHA256(payload, sig); err != nil {
+					t.Fatalf("%s: own signature refused: %v", who, err)
+				}
+				for name, c := range map[string]struct{ payload, sig []byte }{
+					"other payload":    {[]byte("header.claimz"), sig},
+					"damaged":          {payload, damaged},
+					"another key":      {payload, foreign},
+					"shortened":        {payload, sig[1:]},
+					"empty":            {payload, nil},
+					"one byte longer":  {payload, append(bytes.Clone(sig), 0)},
+					"zero signature":   {payload, make([]byte, len(sig))},
+					"modulus-size ffs": {payload, bytes.Repeat([]byte{0xff}, len(sig))},
+				} {
+					if err := v.VerifySHA256(c.payload, c.sig); err == nil {
+						t.Errorf("%s: %s: accepted", who, name)
+					}
 				}
 			}
 		})
