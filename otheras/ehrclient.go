@@ -36,8 +36,8 @@ type ehrClient struct {
 	meta     *ehrMeta
 	metaAt   time.Time
 	keys     *jose.JSONWebKeySet
-	keysAt   time.Time                // wall clock, refetch rate limit
-	checks   map[*jose.JSONWebKey]any // verification keys made from keys
+	keysAt   time.Time                              // wall clock, refetch rate limit
+	checks   map[*rsa.PublicKey]jose.OpaqueVerifier // made from keys' RSA keys
 	token    string
 	tokenExp time.Time
 	inflight *tokenCall
@@ -183,29 +183,34 @@ var errUnknownKey = errors.New("unknown signing key")
 
 // verificationKey returns what checks signatures by the EHR's key kid, for
 // go-jose's Verify and Claims: for an RSA key, a verifier on libcrypto
-// where it is available (made once per key), else the key itself.
+// where it is available, made once per key of the fetched JWKS; any other
+// key as it is.
 func (c *ehrClient) verificationKey(ctx context.Context, kid string) (any, error) {
 	jwk, err := c.key(ctx, kid)
 	if err != nil {
 		return nil, err
 	}
+	// JSONWebKeySet.Key copies the JWK on every call, but its Key is the
+	// same pointer for as long as the fetched set is kept.
+	pub, isRSA := jwk.Key.(*rsa.PublicKey)
+	if !isRSA {
+		return jwk.Key, nil
+	}
 	c.mu.Lock()
-	v, ok := c.checks[jwk]
+	v, ok := c.checks[pub]
 	c.mu.Unlock()
 	if ok {
 		return v, nil
 	}
-	v = jwk.Key
-	if pub, isRSA := jwk.Key.(*rsa.PublicKey); isRSA {
-		if fast, err := authkit.RS256Verifier(pub); err == nil {
-			v = fast
-		}
+	v, err = authkit.RS256Verifier(pub)
+	if err != nil {
+		return pub, nil
 	}
 	c.mu.Lock()
 	if c.checks == nil {
-		c.checks = map[*jose.JSONWebKey]any{}
+		c.checks = map[*rsa.PublicKey]jose.OpaqueVerifier{}
 	}
-	c.checks[jwk] = v
+	c.checks[pub] = v
 	c.mu.Unlock()
 	return v, nil
 }

@@ -9,3 +9,15 @@ func EphemeralLen(s *Server) int {
 	s.ltUsed.Purge()
 	return s.ephemeral.Len() + s.ltUsed.Len()
 }
+
+// VerificationKeys is the number of signature verifiers kept for the
+// trusted EHRs' keys.
+func VerificationKeys(s *Server) int {
+	n := 0
+	for _, c := range s.ehrs {
+		c.mu.Lock()
+		n += len(c.checks)
+		c.mu.Unlock()
+	}
+	return n
+}

@@ -34,6 +34,10 @@ func TestAuthorizationsLeaveNoEntriesBehind(t *testing.T) {
 	if held := otheras.EphemeralLen(w.other); held < 3*n {
 		t.Fatalf("%d entries held after %d launches: they should leave markers until they expire", held, n)
 	}
+	// Every launch-token was checked with the EHR's one key: one verifier.
+	if keys := otheras.VerificationKeys(w.other); keys != 1 {
+		t.Errorf("%d signature verifiers kept after %d launch-tokens of one EHR key, want 1", keys, n)
+	}
 
 	// Past a pending request's lifetime (15 min); the next write purges.
 	w.clock.Add(16 * time.Minute)
