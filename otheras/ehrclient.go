@@ -35,9 +35,8 @@ type ehrClient struct {
 	mu       sync.Mutex
 	meta     *ehrMeta
 	metaAt   time.Time
-	keys     *jose.JSONWebKeySet
-	keysAt   time.Time                              // wall clock, refetch rate limit
-	checks   map[*rsa.PublicKey]jose.OpaqueVerifier // made from keys' RSA keys
+	keys     map[string]any // kid -> what checks its signatures (verificationKeys)
+	keysAt   time.Time      // wall clock, refetch rate limit
 	token    string
 	tokenExp time.Time
 	inflight *tokenCall
@@ -143,16 +142,17 @@ func (c *ehrClient) metadata(ctx context.Context) (*ehrMeta, error) {
 	return &doc, nil
 }
 
-// key returns the EHR's public key with kid, refetching the JWKS (rate
-// limited) when the kid is unknown.
-func (c *ehrClient) key(ctx context.Context, kid string) (*jose.JSONWebKey, error) {
+// verificationKey returns what checks signatures by the EHR's key kid,
+// for go-jose's Verify and Claims, refetching the JWKS (rate limited) when
+// the kid is unknown.
+func (c *ehrClient) verificationKey(ctx context.Context, kid string) (any, error) {
 	c.mu.Lock()
-	set, at := c.keys, c.keysAt
+	keys, at := c.keys, c.keysAt
 	c.mu.Unlock()
 	wall := time.Now()
-	if set != nil {
-		if ks := set.Key(kid); len(ks) > 0 && wall.Sub(at) < keysTTL {
-			return &ks[0], nil
+	if keys != nil {
+		if k, ok := keys[kid]; ok && wall.Sub(at) < keysTTL {
+			return k, nil
 		}
 		if wall.Sub(at) < keysRefetchGap {
 			return nil, errUnknownKey
@@ -170,49 +170,35 @@ func (c *ehrClient) key(ctx context.Context, kid string) (*jose.JSONWebKey, erro
 	if st != http.StatusOK {
 		return nil, fmt.Errorf("jwks: %w: status %d", errUpstream, st)
 	}
+	keys = verificationKeys(fresh)
 	c.mu.Lock()
-	c.keys, c.keysAt, c.checks = &fresh, wall, nil
+	c.keys, c.keysAt = keys, wall
 	c.mu.Unlock()
-	if ks := fresh.Key(kid); len(ks) > 0 {
-		return &ks[0], nil
+	if k, ok := keys[kid]; ok {
+		return k, nil
 	}
 	return nil, errUnknownKey
 }
 
 var errUnknownKey = errors.New("unknown signing key")
 
-// verificationKey returns what checks signatures by the EHR's key kid, for
-// go-jose's Verify and Claims: for an RSA key, a verifier on libcrypto
-// where it is available, made once per key of the fetched JWKS; any other
-// key as it is.
-func (c *ehrClient) verificationKey(ctx context.Context, kid string) (any, error) {
-	jwk, err := c.key(ctx, kid)
-	if err != nil {
-		return nil, err
+// verificationKeys prepares each key of a fetched JWKS once, by kid (the
+// first key wins a repeated kid): an RSA key becomes a verifier through
+// rsasign (libcrypto where available), any other key stays as it is.
+func verificationKeys(set jose.JSONWebKeySet) map[string]any {
+	keys := make(map[string]any, len(set.Keys))
+	for _, jwk := range set.Keys {
+		if _, seen := keys[jwk.KeyID]; seen {
+			continue
+		}
+		keys[jwk.KeyID] = jwk.Key
+		if pub, isRSA := jwk.Key.(*rsa.PublicKey); isRSA {
+			if v, err := authkit.RS256Verifier(pub); err == nil {
+				keys[jwk.KeyID] = v
+			}
+		}
 	}
-	// JSONWebKeySet.Key copies the JWK on every call, but its Key is the
-	// same pointer for as long as the fetched set is kept.
-	pub, isRSA := jwk.Key.(*rsa.PublicKey)
-	if !isRSA {
-		return jwk.Key, nil
-	}
-	c.mu.Lock()
-	v, ok := c.checks[pub]
-	c.mu.Unlock()
-	if ok {
-		return v, nil
-	}
-	v, err = authkit.RS256Verifier(pub)
-	if err != nil {
-		return pub, nil
-	}
-	c.mu.Lock()
-	if c.checks == nil {
-		c.checks = map[*rsa.PublicKey]jose.OpaqueVerifier{}
-	}
-	c.checks[pub] = v
-	c.mu.Unlock()
-	return v, nil
+	return keys
 }
 
 // backendToken returns a Backend Services access token, cached until

@@ -10,13 +10,13 @@ func EphemeralLen(s *Server) int {
 	return s.ephemeral.Len() + s.ltUsed.Len()
 }
 
-// VerificationKeys is the number of signature verifiers kept for the
+// VerificationKeys is the number of signature checks kept for the
 // trusted EHRs' keys.
 func VerificationKeys(s *Server) int {
 	n := 0
 	for _, c := range s.ehrs {
 		c.mu.Lock()
-		n += len(c.checks)
+		n += len(c.keys)
 		c.mu.Unlock()
 	}
 	return n
