@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"os"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -16,7 +15,7 @@ import (
 // benchPlan starts the default world and prepares direction d's flows.
 func benchPlan(b *testing.B, d string) (*loadPlan, *Flow) {
 	b.Helper()
-	binaryGC(b)
+	b.Cleanup(gcfloor.StartUnlessSet().Stop) // the sim binary's collector policy
 	r, err := Start(b.Context(), DefaultWorld(), Options{})
 	if err != nil {
 		b.Fatal(err)
@@ -70,14 +69,6 @@ func BenchmarkTwoServerFlowParallel(b *testing.B) {
 }
 
 func testingProcs() int { return runtime.GOMAXPROCS(0) }
-
-// binaryGC gives the benchmark the collector policy of the sim binary: the
-// heap-goal floor unless GOGC is set.
-func binaryGC(b *testing.B) {
-	if os.Getenv("GOGC") == "" {
-		b.Cleanup(gcfloor.Start(gcfloor.Default).Stop)
-	}
-}
 
 // BenchmarkFHIRReadWithBearer is a Patient read at the EHR FHIR server
 // through the whole stack (loopback HTTP, trace and access-log middleware,

@@ -26,12 +26,10 @@ func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(defaultMemoryLimit)
 	}
-	if os.Getenv("GOGC") == "" {
-		// The heap may grow to gcfloor.Default before a collection:
-		// at the default pace the collector cost a tenth of the
-		// throughput under load (BENCHMARKS.md, fourth round).
-		gcfloor.Start(gcfloor.Default)
-	}
+	// Unless GOGC is set, the heap may grow to gcfloor.Default before a
+	// collection: at the default pace the collector cost a tenth of the
+	// throughput under load (BENCHMARKS.md, fourth round).
+	gcfloor.StartUnlessSet()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

@@ -11,6 +11,7 @@
 package gcfloor
 
 import (
+	"os"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -60,6 +61,16 @@ func Start(floor uint64) *Tuner {
 	return t
 }
 
+// StartUnlessSet starts a tuner with the Default floor unless GOGC is set
+// in the environment (then the runtime's own policy stands and it returns
+// nil). It is sim's policy: the binary and the flow benchmarks use it.
+func StartUnlessSet() *Tuner {
+	if os.Getenv("GOGC") != "" {
+		return nil
+	}
+	return Start(Default)
+}
+
 // Percent is the GOGC value the tuner last set.
 func (t *Tuner) Percent() int {
 	t.mu.Lock()
@@ -67,8 +78,12 @@ func (t *Tuner) Percent() int {
 	return t.percent
 }
 
-// Stop ends the tuning and restores GOGC as it was before Start.
+// Stop ends the tuning and restores GOGC as it was before Start. A nil
+// Tuner (StartUnlessSet with GOGC set) has nothing to stop.
 func (t *Tuner) Stop() {
+	if t == nil {
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.stopped {

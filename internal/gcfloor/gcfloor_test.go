@@ -132,3 +132,24 @@ func TestLargeLiveHeap(t *testing.T) {
 	}
 	runtime.KeepAlive(live)
 }
+
+// StartUnlessSet leaves the runtime's policy alone when GOGC is set, and
+// otherwise tunes for the Default floor.
+func TestStartUnlessSet(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	t.Setenv("GOGC", "150")
+	if tuner := StartUnlessSet(); tuner != nil {
+		tuner.Stop()
+		t.Fatal("a tuner started though GOGC is set")
+	}
+	StartUnlessSet().Stop() // a nil Tuner stops without harm
+	t.Setenv("GOGC", "")
+	tuner := StartUnlessSet()
+	if tuner == nil {
+		t.Fatal("no tuner without GOGC")
+	}
+	defer tuner.Stop()
+	if tuner.floor != Default || tuner.Percent() <= 100 {
+		t.Errorf("floor %d, GOGC %d: want the Default floor over this small heap", tuner.floor, tuner.Percent())
+	}
+}
