@@ -89,6 +89,7 @@ func (t *Tuner) Stop() {
 	if !t.stopped {
 		t.stopped = true
 		debug.SetGCPercent(t.before)
+		t.percent = t.before
 	}
 }
 
