@@ -243,9 +243,105 @@ func TestMemStoreLimit(t *testing.T) {
 		}
 	}
 	st.mu.Lock()
-	n, order := len(st.m["s"]), len(st.limits["s"].keys)
+	n, order := len(st.m["s"].items), len(st.m["s"].order.keys)
 	st.mu.Unlock()
 	if n > 3 || order > 2*3+64+1 {
 		t.Fatalf("after churn: %d entries (limit 3), write order of %d", n, order)
+	}
+}
+
+// Entries of one lifetime go with the first write to their bucket after
+// they expire, not a PurgeEvery later: a server's code markers hold the
+// last code lifetime of markers, not up to a minute more. Other buckets
+// wait for their own writes; taken entries leave no trail.
+func TestMemStoreDropsExpiredInWriteOrder(t *testing.T) {
+	ctx := t.Context()
+	t0 := time.Unix(1_700_000_000, 0)
+	ck := &testClock{now: t0}
+	s := NewMemStore(ck.Now)
+	add := func(bucket, key string, life time.Duration) {
+		t.Helper()
+		if err := s.Add(ctx, bucket, key, []byte(key), ck.Now().Add(life)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := func(bucket string) (n, order int) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		b := s.m[bucket]
+		return len(b.items), len(b.order.keys) - b.order.head
+	}
+	// Marker i is written at i×100 ms and expires 30 s later.
+	for i := range 100 {
+		add("used", strconv.Itoa(i), 30*time.Second)
+		add("other", strconv.Itoa(i), 30*time.Second)
+		ck.Add(100 * time.Millisecond)
+	}
+	// At 35 s (the next full purge is at 60 s) markers 0 to 50 have
+	// expired: a write to their bucket drops them, and only them.
+	ck.now = t0.Add(35 * time.Second)
+	add("used", "new", 30*time.Second)
+	if n, order := held("used"); n != 50 || order != 50 {
+		t.Fatalf("after a write at 35 s: %d markers held (want 49 and the new one), write order %d", n, order)
+	}
+	if _, err := s.Get(ctx, "used", "51"); err != nil {
+		t.Fatalf("a live marker went: %v", err)
+	}
+	if n, _ := held("other"); n != 100 {
+		t.Fatalf("a bucket nobody wrote to lost entries early: %d of 100 held", n)
+	}
+	// Codes: written and taken at once, over and over.
+	for i := range 1000 {
+		add("code", strconv.Itoa(i), time.Minute)
+		if _, err := s.Take(ctx, "code", strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, order := held("code"); n != 0 || order > 1 {
+		t.Fatalf("1000 codes written and taken: %d held, write order of %d", n, order)
+	}
+}
+
+// An entry a Swap extended is not dropped at its first expiry, and holds
+// the expired entries written after it until the next full purge, which
+// drops them; a never-expiring entry does the same.
+func TestMemStoreWriteOrderKeepsExtendedEntries(t *testing.T) {
+	ctx := t.Context()
+	ck := &testClock{now: time.Unix(1_700_000_000, 0)}
+	s := NewMemStore(ck.Now)
+	put := func(bucket, key string, exp time.Time) {
+		t.Helper()
+		if err := s.Put(ctx, bucket, key, []byte("v"), exp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("refresh", "family", ck.Now().Add(time.Second))
+	if err := s.Swap(ctx, "refresh", "family", []byte("v"), []byte("v2"), ck.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	put("refresh", "short", ck.Now().Add(time.Second))
+	put("keys", "forever", time.Time{})
+	put("keys", "short", ck.Now().Add(time.Second))
+	ck.Add(10 * time.Second)
+	put("refresh", "later", ck.Now().Add(time.Hour))
+	put("keys", "later", ck.Now().Add(time.Hour))
+	if v, err := s.Get(ctx, "refresh", "family"); err != nil || string(v) != "v2" {
+		t.Fatalf("the extended entry: %q, %v", v, err)
+	}
+	if _, err := s.Get(ctx, "keys", "forever"); err != nil {
+		t.Fatalf("the never-expiring entry: %v", err)
+	}
+	if n := s.Len(); n != 6 {
+		t.Fatalf("Len %d, want 6: the expired entries wait behind the live ones", n)
+	}
+	ck.Add(PurgeEvery)
+	put("other", "x", time.Time{})
+	if n := s.Len(); n != 5 {
+		t.Fatalf("Len %d after the full purge, want 5", n)
+	}
+	for _, k := range [][2]string{{"refresh", "short"}, {"keys", "short"}} {
+		if _, err := s.Get(ctx, k[0], k[1]); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("%s/%s after the purge: %v", k[0], k[1], err)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,8 +28,6 @@ type Item struct {
 	Key     string
 	Value   []byte
 	Expires time.Time // zero: never
-
-	seq uint64 // MemStore: when it was written, for Limit
 }
 
 // Store is a bucketed key/value store with the atomic operations OAuth
@@ -62,22 +61,51 @@ func Migrations() fs.FS {
 // writes, so no goroutine runs and an idle store costs nothing).
 const PurgeEvery = time.Minute
 
-// MemStore is an in-memory Store. Expired entries are dropped by the
-// first write after every PurgeEvery of its clock (or by Purge).
+// MemStore is an in-memory Store. Every bucket keeps its entries in the
+// order they were written, and a write drops the oldest ones that have
+// expired (or that a limit pushes out): entries that share a lifetime,
+// as codes, code markers and pending requests do, are gone as soon as
+// they expire and the next write comes. An entry that outlives those
+// written after it (a Swap that extended it, a bucket of mixed
+// lifetimes) holds the ones behind it until it goes; the first write
+// after every PurgeEvery of the clock, or Purge, drops every expired
+// entry wherever it is.
 type MemStore struct {
 	Now       func() time.Time
 	mu        sync.Mutex
-	m         map[string]map[string]Item
+	m         map[string]*memBucket
 	nextPurge time.Time
 	seq       uint64
-	limits    map[string]*writeOrder // by bucket
 }
 
-// writeOrder is the order a limited bucket's entries were written in:
-// (key, seq) pairs, oldest first from head. A pair whose entry was since
-// rewritten or deleted is stale and skipped.
+// A memBucket is one bucket's entries and the order they were written in.
+type memBucket struct {
+	items map[string]memItem
+	order writeOrder
+}
+
+// memItem is a stored value: its key is the map's, and its expiry is in
+// unix nanoseconds (0: never).
+type memItem struct {
+	value []byte
+	exp   int64
+	seq   uint64 // when it was written: its pair in the write order
+}
+
+func (it memItem) live(now int64) bool { return it.exp == 0 || now < it.exp }
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// writeOrder is the order a bucket's entries were written in: (key, seq)
+// pairs, oldest first from head. A pair whose entry was since rewritten,
+// taken or deleted is stale and skipped.
 type writeOrder struct {
-	max  int
+	max  int // Limit's bound; 0: none
 	keys []orderedKey
 	head int
 }
@@ -95,41 +123,41 @@ type orderedKey struct {
 func (s *MemStore) Limit(bucket string, max int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.limits == nil {
-		s.limits = map[string]*writeOrder{}
-	}
-	s.limits[bucket] = &writeOrder{max: max}
+	s.bucket(bucket).order.max = max
 }
 
-// write stores it under key; called with mu held.
-func (s *MemStore) write(bucket, key string, it Item) {
+// write stores value under key until exp; called with mu held. It then
+// drops, oldest first, the entries that are stale, expired or beyond the
+// bucket's limit, up to the first that is none of these.
+func (s *MemStore) write(bucket, key string, value []byte, exp time.Time, now int64) {
 	b := s.bucket(bucket)
 	s.seq++
-	it.seq = s.seq
-	b[key] = it
-	o := s.limits[bucket]
-	if o == nil {
-		return
-	}
-	o.keys = append(o.keys, orderedKey{key, it.seq})
-	for len(b) > o.max && o.head < len(o.keys) {
+	b.items[key] = memItem{value: value, exp: unixNano(exp), seq: s.seq}
+	o := &b.order
+	o.keys = append(o.keys, orderedKey{key, s.seq})
+	for o.head < len(o.keys) {
 		old := o.keys[o.head]
+		cur, ok := b.items[old.key]
+		current := ok && cur.seq == old.seq
+		if current && cur.live(now) && (o.max == 0 || len(b.items) <= o.max) {
+			break
+		}
+		if current {
+			delete(b.items, old.key)
+		}
 		o.keys[o.head] = orderedKey{}
 		o.head++
-		if cur, ok := b[old.key]; ok && cur.seq == old.seq {
-			delete(b, old.key)
-		}
 	}
-	if live := len(o.keys) - o.head; o.head > live || live > 2*o.max+64 {
-		o.compact(b)
+	if pending := len(o.keys) - o.head; o.head > pending || pending > 2*len(b.items)+64 {
+		o.compact(b.items)
 	}
 }
 
 // compact drops the consumed and stale pairs.
-func (o *writeOrder) compact(b map[string]Item) {
+func (o *writeOrder) compact(items map[string]memItem) {
 	keep := o.keys[:0]
 	for _, k := range o.keys[o.head:] {
-		if cur, ok := b[k.key]; ok && cur.seq == k.seq {
+		if cur, ok := items[k.key]; ok && cur.seq == k.seq {
 			keep = append(keep, k)
 		}
 	}
@@ -144,11 +172,7 @@ func NewMemStore(now func() time.Time) *MemStore {
 	if now == nil {
 		now = time.Now
 	}
-	return &MemStore{Now: now, m: map[string]map[string]Item{}}
-}
-
-func (s *MemStore) live(it Item, now time.Time) bool {
-	return it.Expires.IsZero() || now.Before(it.Expires)
+	return &MemStore{Now: now, m: map[string]*memBucket{}}
 }
 
 // maybePurge purges when PurgeEvery has passed since the last purge;
@@ -158,31 +182,31 @@ func (s *MemStore) maybePurge(now time.Time) {
 		return
 	}
 	s.nextPurge = now.Add(PurgeEvery)
-	s.purge(now)
+	s.purge(now.UnixNano())
 }
 
 // purge drops expired items; called with mu held. A bucket that lost
 // most of its items is copied into a new map: Go maps never give back
 // the space of deleted entries, so a burst would otherwise stay resident.
-func (s *MemStore) purge(now time.Time) (dropped int) {
+// Emptied buckets go, unless a limit is set on them.
+func (s *MemStore) purge(now int64) (dropped int) {
 	for name, b := range s.m {
 		n := 0
-		for k, it := range b {
-			if !s.live(it, now) {
-				delete(b, k)
+		for k, it := range b.items {
+			if !it.live(now) {
+				delete(b.items, k)
 				n++
 			}
 		}
 		dropped += n
 		switch {
-		case len(b) == 0:
+		case len(b.items) == 0 && b.order.max == 0:
 			delete(s.m, name)
-		case n > 2*len(b):
-			nb := make(map[string]Item, len(b))
-			for k, it := range b {
-				nb[k] = it
-			}
-			s.m[name] = nb
+		case n > 2*len(b.items):
+			items := make(map[string]memItem, len(b.items))
+			maps.Copy(items, b.items)
+			b.items = items
+			b.order.compact(items)
 		}
 	}
 	return dropped
@@ -194,35 +218,47 @@ func (s *MemStore) Purge(context.Context) (int, error) {
 	defer s.mu.Unlock()
 	now := s.Now()
 	s.nextPurge = now.Add(PurgeEvery)
-	return s.purge(now), nil
+	return s.purge(now.UnixNano()), nil
 }
 
-// Len is the number of entries held, expired ones not yet purged
+// Len is the number of entries held, expired ones not yet dropped
 // included (for tests and monitoring).
 func (s *MemStore) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
 	for _, b := range s.m {
-		n += len(b)
+		n += len(b.items)
 	}
 	return n
 }
 
-func (s *MemStore) bucket(name string) map[string]Item {
+func (s *MemStore) bucket(name string) *memBucket {
 	b := s.m[name]
 	if b == nil {
-		b = map[string]Item{}
+		b = &memBucket{items: map[string]memItem{}}
 		s.m[name] = b
 	}
 	return b
 }
 
+// item is key's entry in bucket, if it is there and live; called with mu
+// held.
+func (s *MemStore) item(bucket, key string, now int64) (memItem, bool) {
+	b := s.m[bucket]
+	if b == nil {
+		return memItem{}, false
+	}
+	it, ok := b.items[key]
+	return it, ok && it.live(now)
+}
+
 func (s *MemStore) Put(_ context.Context, bucket, key string, value []byte, exp time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.maybePurge(s.Now())
-	s.write(bucket, key, Item{Key: key, Value: bytes.Clone(value), Expires: exp})
+	now := s.Now()
+	s.maybePurge(now)
+	s.write(bucket, key, bytes.Clone(value), exp, now.UnixNano())
 	return nil
 }
 
@@ -231,72 +267,80 @@ func (s *MemStore) Add(_ context.Context, bucket, key string, value []byte, exp 
 	defer s.mu.Unlock()
 	now := s.Now()
 	s.maybePurge(now)
-	b := s.bucket(bucket)
-	if it, ok := b[key]; ok && s.live(it, now) {
+	if _, ok := s.item(bucket, key, now.UnixNano()); ok {
 		return ErrExists
 	}
-	s.write(bucket, key, Item{Key: key, Value: bytes.Clone(value), Expires: exp})
+	s.write(bucket, key, bytes.Clone(value), exp, now.UnixNano())
 	return nil
 }
 
 func (s *MemStore) Get(_ context.Context, bucket, key string) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	it, ok := s.m[bucket][key]
-	if !ok || !s.live(it, s.Now()) {
+	it, ok := s.item(bucket, key, s.Now().UnixNano())
+	if !ok {
 		return nil, ErrNotFound
 	}
-	return bytes.Clone(it.Value), nil
+	return bytes.Clone(it.value), nil
 }
 
 func (s *MemStore) Take(_ context.Context, bucket, key string) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	it, ok := s.m[bucket][key]
+	it, ok := s.item(bucket, key, s.Now().UnixNano())
+	if b := s.m[bucket]; b != nil {
+		delete(b.items, key)
+	}
 	if !ok {
 		return nil, ErrNotFound
 	}
-	delete(s.m[bucket], key)
-	if !s.live(it, s.Now()) {
-		return nil, ErrNotFound
-	}
-	return it.Value, nil
+	return it.value, nil
 }
 
 func (s *MemStore) Swap(_ context.Context, bucket, key string, old, new []byte, exp time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	it, ok := s.m[bucket][key]
-	if !ok || !s.live(it, s.Now()) {
+	it, ok := s.item(bucket, key, s.Now().UnixNano())
+	if !ok {
 		return ErrNotFound
 	}
-	if !bytes.Equal(it.Value, old) {
+	if !bytes.Equal(it.value, old) {
 		return ErrConflict
 	}
-	it.Value, it.Expires = bytes.Clone(new), exp
-	s.m[bucket][key] = it // in place: a swap is not a new write for Limit
+	it.value, it.exp = bytes.Clone(new), unixNano(exp)
+	s.m[bucket].items[key] = it // in place: a swap is not a new write
 	return nil
 }
 
 func (s *MemStore) Delete(_ context.Context, bucket, key string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.m[bucket], key)
+	if b := s.m[bucket]; b != nil {
+		delete(b.items, key)
+	}
 	return nil
 }
 
 func (s *MemStore) List(_ context.Context, bucket string) ([]Item, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.Now()
+	now := s.Now().UnixNano()
 	var out []Item
-	for _, it := range s.m[bucket] {
-		if s.live(it, now) {
-			it.Value = bytes.Clone(it.Value)
-			out = append(out, it)
+	if b := s.m[bucket]; b != nil {
+		for k, it := range b.items {
+			if it.live(now) {
+				out = append(out, Item{Key: k, Value: bytes.Clone(it.value), Expires: fromUnixNano(it.exp)})
+			}
 		}
 	}
 	return out, nil
+}
+
+func fromUnixNano(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
 }
 
 // SQLStore is a Store on the authkit_kv table (see Migrations). Write is
