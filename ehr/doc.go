@@ -50,9 +50,11 @@
 //     none).
 //   - A code replay revokes everything its first use issued: the access
 //     token, the refresh family and the launch-token (which then
-//     introspects as inactive). The replay marker is written before the
-//     code is taken, so a racing replay is caught too, and kept for the
-//     code's lifetime from that use (a later replay is refused as unknown).
+//     introspects as inactive). Their ids are derived from the code under
+//     a key of the server, so a replay names them again. The code is
+//     marked used before it is taken, so a racing replay is caught too, and
+//     the mark is kept for the code's lifetime from that use (a later
+//     replay is refused as unknown).
 //   - Refresh tokens are issued, and the refresh_token grant accepted, only
 //     for clients registered with the refresh_token grant type;
 //     offline_access and online_access are not granted to others.

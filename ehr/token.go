@@ -3,7 +3,6 @@ package ehr
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"net/url"
 	"slices"
 	"strconv"
@@ -33,13 +32,6 @@ type grantData struct {
 	// Aud is the audience by URL, as grants stored before AudRoles name
 	// it; read only (see audBases).
 	Aud []string `json:"aud,omitempty"`
-}
-
-// usedCode is the replay marker of a code: what its first use issues.
-type usedCode struct {
-	Family    string `json:"family"`
-	JTI       string `json:"jti"`
-	LaunchJTI string `json:"launch_jti,omitempty"`
 }
 
 // FHIRContext is one SMART 2.2 fhirContext entry.
@@ -118,11 +110,10 @@ func (s *Server) grantCode(ctx context.Context, c *authkit.Client, form url.Valu
 	if code == "" || redirect == "" || verifier == "" {
 		return nil, authkit.ErrInvalidRequest.With("code, redirect_uri and code_verifier are required")
 	}
-	// The replay marker names what this use will issue: a replay revokes
-	// all of it (RFC 6749 §4.1.2).
-	used := usedCode{Family: authkit.RandomString(16), JTI: authkit.RandomString(16), LaunchJTI: authkit.RandomString(16)}
+	// A replay revokes all the first use issued (RFC 6749 §4.1.2).
 	var rec codeRecord
-	if err := s.codes.Redeem(ctx, code, &rec, used, func(first []byte) { s.revokeReplayed(ctx, first) }); err != nil {
+	used, err := s.codes.Redeem(ctx, code, &rec, func(first authkit.CodeUse) { s.revokeReplayed(ctx, first) })
+	if err != nil {
 		return nil, err
 	}
 	rec.Family = used.Family
@@ -140,20 +131,15 @@ func (s *Server) grantCode(ctx context.Context, c *authkit.Client, form url.Valu
 
 // revokeReplayed revokes everything the first use of a replayed code
 // issued: the refresh family, the access token and the launch-token.
-func (s *Server) revokeReplayed(ctx context.Context, marker []byte) {
-	var u usedCode
-	if json.Unmarshal(marker, &u) != nil {
-		return
-	}
+func (s *Server) revokeReplayed(ctx context.Context, u authkit.CodeUse) {
 	now := s.cfg.Now()
 	s.revocations.RevokeFamily(ctx, u.Family)
 	s.revocations.RevokeJTI(ctx, u.JTI, now.Add(s.cfg.Lifetimes.Access))
-	if u.LaunchJTI != "" {
-		s.revocations.RevokeJTI(ctx, u.LaunchJTI, now.Add(s.cfg.Lifetimes.LaunchToken))
-		// Consumed: the partner's introspection answers inactive until
-		// the launch-token (issued before now) has expired.
-		s.ltUsed.Mark(u.LaunchJTI, now.Add(s.cfg.Lifetimes.LaunchToken))
-	}
+	// Whether or not the first use issued a launch-token: its id is
+	// revoked and consumed, so the partner's introspection answers
+	// inactive until a launch-token (issued before now) has expired.
+	s.revocations.RevokeJTI(ctx, u.LaunchJTI, now.Add(s.cfg.Lifetimes.LaunchToken))
+	s.ltUsed.Mark(u.LaunchJTI, now.Add(s.cfg.Lifetimes.LaunchToken))
 }
 
 // grantRefresh is the refresh_token grant (RFC 6749 §6) with rotation.

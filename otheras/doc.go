@@ -40,9 +40,10 @@
 //     remembered consent.
 //   - Any failure talking to the EHR (down, slow, 5xx, unreadable answer)
 //     fails closed with temporarily_unavailable; never a code.
-//   - A code replay revokes what its first use issued; the replay marker
-//     is written before the code is taken, so a racing replay is caught,
-//     and kept for the code's lifetime from that use.
+//   - A code replay revokes what its first use issued (whose ids are
+//     derived from the code under a key of the server); the code is marked
+//     used before it is taken, so a racing replay is caught, and the mark
+//     is kept for the code's lifetime from that use.
 //   - Refresh tokens are issued, and the refresh_token grant accepted,
 //     only for clients registered with the refresh_token grant type. An
 //     id_token is issued whenever openid is granted with a user.

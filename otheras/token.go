@@ -2,7 +2,6 @@ package otheras
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -39,12 +38,6 @@ type codeRecord struct {
 	grantData
 	RedirectURI string `json:"redirect_uri"`
 	Challenge   string `json:"challenge"`
-}
-
-type usedCode struct {
-	Family string `json:"family"`
-	JTI    string `json:"jti"`
-	Exp    int64  `json:"exp"`
 }
 
 type accessClaims struct {
@@ -110,19 +103,15 @@ func (s *Server) grantCode(ctx context.Context, c *authkit.Client, form url.Valu
 	if code == "" || redirect == "" || verifier == "" {
 		return nil, authkit.ErrInvalidRequest.With("code, redirect_uri and code_verifier are required")
 	}
-	now := s.cfg.Now()
-	// The replay marker names what this use will issue: a replay revokes
-	// all of it (RFC 6749 §4.1.2).
-	used := usedCode{Family: authkit.RandomString(16), JTI: authkit.RandomString(16), Exp: now.Add(s.cfg.Lifetimes.Access).Unix()}
+	// A replay revokes all the first use issued (RFC 6749 §4.1.2): the
+	// access token it issued, before now, expires before now + Access.
 	var rec codeRecord
-	revoke := func(first []byte) {
-		var u usedCode
-		if json.Unmarshal(first, &u) == nil {
-			s.revocations.RevokeFamily(ctx, u.Family)
-			s.revocations.RevokeJTI(ctx, u.JTI, timeUnix(u.Exp))
-		}
+	revoke := func(first authkit.CodeUse) {
+		s.revocations.RevokeFamily(ctx, first.Family)
+		s.revocations.RevokeJTI(ctx, first.JTI, s.cfg.Now().Add(s.cfg.Lifetimes.Access))
 	}
-	if err := s.codes.Redeem(ctx, code, &rec, used, revoke); err != nil {
+	used, err := s.codes.Redeem(ctx, code, &rec, revoke)
+	if err != nil {
 		return nil, err
 	}
 	withFlow(ctx, rec.Flow)

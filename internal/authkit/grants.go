@@ -2,6 +2,10 @@ package authkit
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha512"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,21 +19,57 @@ import (
 )
 
 // Codes issues authorization codes and redeems each once (RFC 6749
-// §4.1.2). Only a code's hash is stored.
+// §4.1.2). Only a code's hash is stored; a used code is remembered by a
+// mark (see Marks) for Life from its use.
 type Codes struct {
 	Store Store
 	Life  time.Duration // how long a code may be redeemed
 	Now   func() time.Time
+
+	once sync.Once
+	key  []byte // names what a code's use issues (CodeUse)
+	used *Marks
 }
 
-const (
-	codeBucket     = "code"
-	usedCodeBucket = "used_code"
-)
+const codeBucket = "code"
 
 // ErrCodeUsed is what Redeem answers for an unknown, expired or replayed
 // code.
 var ErrCodeUsed = ErrInvalidGrant.With("code is invalid, expired or already used")
+
+// CodeUse names what the one use of a code issues: the refresh family,
+// the access token's id and the launch-token's id. They are derived from
+// the code under a key only this Codes holds (HMAC-SHA-512), so a replay
+// of the code names the same ones and can revoke them, without the first
+// use storing anything but a mark; and nobody who saw the code, in a
+// redirect or a log, can tell them. They are as long as RandomString(16)'s.
+type CodeUse struct {
+	Family, JTI, LaunchJTI string
+}
+
+func (c *Codes) init() {
+	c.once.Do(func() {
+		c.key = make([]byte, 32)
+		_, _ = rand.Read(c.key)
+		c.used = NewMarks(c.Now)
+	})
+}
+
+// Marks are the marks of the codes used in the last Life (for tests and
+// monitoring).
+func (c *Codes) Marks() *Marks {
+	c.init()
+	return c.used
+}
+
+// use derives the CodeUse of code.
+func (c *Codes) use(code string) CodeUse {
+	m := hmac.New(sha512.New, c.key)
+	m.Write([]byte(code))
+	sum := m.Sum(nil)
+	id := func(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+	return CodeUse{Family: id(sum[0:16]), JTI: id(sum[16:32]), LaunchJTI: id(sum[32:48])}
+}
 
 // Issue stores rec (marshalled to JSON) under a new code.
 func (c *Codes) Issue(ctx context.Context, rec any) (string, error) {
@@ -44,38 +84,31 @@ func (c *Codes) Issue(ctx context.Context, rec any) (string, error) {
 	return code, nil
 }
 
-// Redeem takes code once and decodes what it stands for into rec. marker
-// names what this use will issue; it is written before the code is
-// taken, so that a replay, even one racing this use, finds it: Redeem
-// then calls onReplay with the first use's marker (to revoke what it
-// issued) and answers ErrCodeUsed. The marker is kept for Life from this
-// use, so it outlives the code (issued before now, valid for Life): a
-// replay after that is refused as an unknown code, without revocation.
-func (c *Codes) Redeem(ctx context.Context, code string, rec, marker any, onReplay func(first []byte)) error {
-	key := Hash(code)
-	mb, err := json.Marshal(marker)
-	if err != nil {
-		return fmt.Errorf("encode code marker: %w", err)
-	}
-	if err := c.Store.Add(ctx, usedCodeBucket, key, mb, c.Now().Add(c.Life)); err != nil {
-		if !errors.Is(err, ErrExists) {
-			return fmt.Errorf("record code use: %w", err)
+// Redeem takes code once, decodes what it stands for into rec and
+// answers what this use may issue. The code is marked used before it is
+// taken, so that a replay, even one racing this use, finds the mark:
+// Redeem then calls onReplay with what the first use issued (to revoke
+// it) and answers ErrCodeUsed. The mark is kept for Life from this use,
+// so it outlives the code (issued before now, valid for Life): a replay
+// after that is refused as an unknown code, without revocation.
+func (c *Codes) Redeem(ctx context.Context, code string, rec any, onReplay func(first CodeUse)) (CodeUse, error) {
+	c.init()
+	if err := c.used.Use(code, c.Now().Add(c.Life)); err != nil {
+		if onReplay != nil {
+			onReplay(c.use(code))
 		}
-		if first, err := c.Store.Get(ctx, usedCodeBucket, key); err == nil && onReplay != nil {
-			onReplay(first)
-		}
-		return ErrCodeUsed
+		return CodeUse{}, ErrCodeUsed
 	}
-	b, err := c.Store.Take(ctx, codeBucket, key)
+	b, err := c.Store.Take(ctx, codeBucket, Hash(code))
 	if err != nil {
-		// Unknown or expired: nothing was issued, forget the marker.
-		_ = c.Store.Delete(ctx, usedCodeBucket, key)
-		return ErrCodeUsed
+		// Unknown or expired: nothing was issued, forget the mark.
+		c.used.Forget(code)
+		return CodeUse{}, ErrCodeUsed
 	}
 	if err := json.Unmarshal(b, rec); err != nil {
-		return fmt.Errorf("decode code: %w", err)
+		return CodeUse{}, fmt.Errorf("decode code: %w", err)
 	}
-	return nil
+	return c.use(code), nil
 }
 
 // Revocations are the revoked access-token ids and refresh families of a

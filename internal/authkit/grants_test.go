@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -30,7 +31,7 @@ func (c *testClock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func TestCodesRedeemOnceAndReplayMarker(t *testing.T) {
+func TestCodesRedeemOnceAndReplay(t *testing.T) {
 	ctx := t.Context()
 	ck := &testClock{now: time.Unix(1_700_000_000, 0)}
 	codes := &Codes{Store: NewMemStore(ck.Now), Life: time.Minute, Now: ck.Now}
@@ -40,30 +41,44 @@ func TestCodesRedeemOnceAndReplayMarker(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got rec
-	replays := 0
-	onReplay := func(first []byte) {
-		replays++
-		if string(first) != `"first"` {
-			t.Errorf("replay saw marker %s, want the first use's", first)
-		}
-	}
-	if err := codes.Redeem(ctx, code, &got, "first", onReplay); err != nil || got.Client != "app" {
+	var replayed []CodeUse
+	onReplay := func(first CodeUse) { replayed = append(replayed, first) }
+	use, err := codes.Redeem(ctx, code, &got, onReplay)
+	if err != nil || got.Client != "app" {
 		t.Fatalf("first redeem: %v %+v", err, got)
 	}
-	if err := codes.Redeem(ctx, code, &got, "second", onReplay); !errors.Is(err, ErrInvalidGrant) || replays != 1 {
-		t.Fatalf("replay: %v, %d replay callbacks", err, replays)
+	ids := []string{use.Family, use.JTI, use.LaunchJTI}
+	for i, id := range ids {
+		if len(id) != len(RandomString(16)) || slices.Index(ids, id) != i {
+			t.Fatalf("the use's ids %q: want three distinct ones as long as RandomString(16)", ids)
+		}
 	}
-	// An unknown code leaves no marker: nothing was issued.
-	if err := codes.Redeem(ctx, "nope", &got, "m", onReplay); !errors.Is(err, ErrInvalidGrant) {
-		t.Fatalf("unknown code: %v", err)
+	again, err := codes.Redeem(ctx, code, &got, onReplay)
+	if !errors.Is(err, ErrInvalidGrant) || again != (CodeUse{}) || len(replayed) != 1 || replayed[0] != use {
+		t.Fatalf("replay: %v, answered %+v, revoking %+v; the first use issued %+v", err, again, replayed, use)
 	}
-	if err := codes.Redeem(ctx, "nope", &got, "m", onReplay); !errors.Is(err, ErrInvalidGrant) || replays != 1 {
-		t.Fatalf("unknown code twice: %v, %d replays", err, replays)
+	// Another code, and the same code at another server, name other ids.
+	other, _ := codes.Issue(ctx, rec{})
+	if u, err := codes.Redeem(ctx, other, &got, onReplay); err != nil || u.Family == use.Family || u.JTI == use.JTI {
+		t.Fatalf("another code: %+v %v, first %+v", u, err, use)
+	}
+	elsewhere := &Codes{Store: NewMemStore(ck.Now), Life: time.Minute, Now: ck.Now}
+	if err := elsewhere.Store.Put(ctx, codeBucket, Hash(code), []byte(`{}`), ck.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := elsewhere.Redeem(ctx, code, &got, nil); err != nil || u.Family == use.Family || u.JTI == use.JTI || u.LaunchJTI == use.LaunchJTI {
+		t.Fatalf("the same code at another server: %+v %v, first %+v", u, err, use)
+	}
+	// An unknown code leaves no mark: nothing was issued.
+	for range 2 {
+		if _, err := codes.Redeem(ctx, "nope", &got, onReplay); !errors.Is(err, ErrInvalidGrant) || len(replayed) != 1 {
+			t.Fatalf("unknown code: %v, %d replays", err, len(replayed))
+		}
 	}
 	// Expired.
 	late, _ := codes.Issue(ctx, rec{})
 	ck.Add(2 * time.Minute)
-	if err := codes.Redeem(ctx, late, &got, "m", nil); !errors.Is(err, ErrInvalidGrant) {
+	if _, err := codes.Redeem(ctx, late, &got, nil); !errors.Is(err, ErrInvalidGrant) {
 		t.Fatalf("expired code: %v", err)
 	}
 }
@@ -74,23 +89,29 @@ func TestCodesConcurrentRedeem(t *testing.T) {
 	code, _ := codes.Issue(ctx, map[string]string{"a": "b"})
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	ok, replays := 0, 0
-	for i := range 8 {
+	var won []CodeUse
+	var replayed []CodeUse
+	for range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var v map[string]string
-			err := codes.Redeem(ctx, code, &v, i, func([]byte) { mu.Lock(); replays++; mu.Unlock() })
+			use, err := codes.Redeem(ctx, code, &v, func(first CodeUse) { mu.Lock(); replayed = append(replayed, first); mu.Unlock() })
 			mu.Lock()
 			defer mu.Unlock()
 			if err == nil {
-				ok++
+				won = append(won, use)
 			}
 		}()
 	}
 	wg.Wait()
-	if ok != 1 || replays != 7 {
-		t.Fatalf("%d redeemed, %d replays: want 1 and 7", ok, replays)
+	if len(won) != 1 || len(replayed) != 7 {
+		t.Fatalf("%d redeemed, %d replays: want 1 and 7", len(won), len(replayed))
+	}
+	for _, r := range replayed {
+		if r != won[0] {
+			t.Fatalf("a replay would revoke %+v, the use issued %+v", r, won[0])
+		}
 	}
 }
 

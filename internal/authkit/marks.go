@@ -57,6 +57,14 @@ func (s *Marks) Mark(key string, exp time.Time) {
 	s.m[d] = max(s.m[d], exp.Unix())
 }
 
+// Forget drops key's mark.
+func (s *Marks) Forget(key string) {
+	d := markDigest(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, d)
+}
+
 // Len is the number of marks held, expired ones not yet purged included.
 func (s *Marks) Len() int {
 	s.mu.Lock()

@@ -158,9 +158,10 @@ func TestSessionLifetimes(t *testing.T) {
 	}
 }
 
-// The used-code marker outlives the code and no more: a replay within the
-// code's lifetime reaches onReplay, one after it is merely refused.
-func TestCodeMarkerLifetime(t *testing.T) {
+// The used-code mark outlives the code and no more: a replay within the
+// code's lifetime reaches onReplay, one after it is merely refused. The
+// mark is all a use leaves.
+func TestCodeMarkLifetime(t *testing.T) {
 	ctx := t.Context()
 	ck := &testClock{now: time.Unix(1_700_000_000, 0)}
 	st := NewMemStore(ck.Now)
@@ -171,23 +172,27 @@ func TestCodeMarkerLifetime(t *testing.T) {
 	}
 	ck.Add(30 * time.Second)
 	var rec string
-	if err := codes.Redeem(ctx, code, &rec, "first", nil); err != nil {
+	if _, err := codes.Redeem(ctx, code, &rec, nil); err != nil {
 		t.Fatal(err)
+	}
+	if n := st.Len(); n != 0 || codes.used.Len() != 1 {
+		t.Fatalf("after the use: %d store entries, %d marks; want 0 and 1", n, codes.used.Len())
 	}
 	replays := 0
 	ck.Add(59 * time.Second) // the code itself would have expired 30 s ago
-	if err := codes.Redeem(ctx, code, &rec, "again", func([]byte) { replays++ }); !errors.Is(err, ErrInvalidGrant) || replays != 1 {
-		t.Fatalf("replay within the marker's life: %v, %d replays", err, replays)
+	if _, err := codes.Redeem(ctx, code, &rec, func(CodeUse) { replays++ }); !errors.Is(err, ErrInvalidGrant) || replays != 1 {
+		t.Fatalf("replay within the mark's life: %v, %d replays", err, replays)
 	}
 	ck.Add(2 * time.Second)
-	if n, _ := st.Purge(ctx); n != 1 || st.Len() != 0 {
-		t.Fatalf("purge dropped %d, %d left: the marker should be the only entry", n, st.Len())
+	codes.used.Purge()
+	if n := codes.used.Len(); n != 0 {
+		t.Fatalf("purge left %d marks", n)
 	}
-	if err := codes.Redeem(ctx, code, &rec, "late", func([]byte) { replays++ }); !errors.Is(err, ErrInvalidGrant) || replays != 1 {
+	if _, err := codes.Redeem(ctx, code, &rec, func(CodeUse) { replays++ }); !errors.Is(err, ErrInvalidGrant) || replays != 1 {
 		t.Fatalf("late replay: %v, %d replays", err, replays)
 	}
-	if st.Len() != 0 {
-		t.Fatalf("a refused late replay left %d entries", st.Len())
+	if st.Len() != 0 || codes.used.Len() != 0 {
+		t.Fatalf("a refused late replay left %d entries and %d marks", st.Len(), codes.used.Len())
 	}
 }
 
