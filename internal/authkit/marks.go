@@ -6,11 +6,14 @@ import (
 	"time"
 )
 
-// Marks remembers single-use identifiers (a launch-token's jti) until
-// they expire. A mark costs a 16-byte digest of its key and an expiry,
-// about a fifth of a Store entry: a server under sustained load holds
-// one for every launch-token of the last few minutes. Two keys would
-// share a mark only if their SHA-256 digests agreed on 128 bits.
+// Marks remembers single-use identifiers (a launch-token's jti, a used
+// code) until they expire. A mark costs a 16-byte digest of its key and
+// an expiry, with no pointer for the collector to follow: a fraction of
+// a Store entry (a map slot, a key, a value and its place in the write
+// order). A server under sustained load holds one for every
+// launch-token of the last few minutes and every code of the last one.
+// Two keys would share a mark only if their SHA-256 digests agreed on
+// 128 bits.
 // Expired marks are dropped by the first write after every PurgeEvery of
 // the clock. Safe for concurrent use.
 type Marks struct {
