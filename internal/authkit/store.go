@@ -64,7 +64,7 @@ const PurgeEvery = time.Minute
 // MemStore is an in-memory Store. Every bucket keeps its entries in the
 // order they were written, and a write drops the oldest ones that have
 // expired (or that a limit pushes out): entries that share a lifetime,
-// as codes, code markers and pending requests do, are gone as soon as
+// as codes, launch contexts and pending requests do, are gone as soon as
 // they expire and the next write comes. An entry that outlives those
 // written after it (a Swap that extended it, a bucket of mixed
 // lifetimes) holds the ones behind it until it goes; the first write
