@@ -125,7 +125,7 @@ func (s *Server) wire() {
 	l, now := s.cfg.Lifetimes, s.cfg.Now
 	s.sessions = &authkit.Sessions{Store: s.ephemeral, Cookie: s.cfg.CookiePrefix + "_session", Issuer: s.cfg.Issuer, Life: l.Session, BindLife: l.Request, Now: now}
 	s.requests = &authkit.PendingRequests{Store: s.ephemeral, Sessions: s.sessions}
-	s.codes = &authkit.Codes{Store: s.ephemeral, Life: l.Code, Now: now}
+	s.codes = authkit.NewCodes(s.ephemeral, l.Code, now)
 	s.revocations = &authkit.Revocations{Store: s.durable, FamilyTTL: max(l.Refresh, l.Access), Now: now, Logger: s.cfg.Logger}
 	s.refresh = &authkit.RefreshFamilies{Store: s.durable, Revocations: s.revocations, Life: l.Refresh, Now: now}
 	// RFC 8693 §2.1 and RFC 8707 allow several resource and audience

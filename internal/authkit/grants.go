@@ -20,15 +20,20 @@ import (
 
 // Codes issues authorization codes and redeems each once (RFC 6749
 // §4.1.2). Only a code's hash is stored; a used code is remembered by a
-// mark (see Marks) for Life from its use.
+// mark (see Marks) for its lifetime from its use. Build it with NewCodes.
 type Codes struct {
-	Store Store
-	Life  time.Duration // how long a code may be redeemed
-	Now   func() time.Time
+	store Store
+	life  time.Duration // how long a code may be redeemed
+	now   func() time.Time
+	key   []byte // names what a code's use issues (CodeUse)
+	used  *Marks
+}
 
-	once sync.Once
-	key  []byte // names what a code's use issues (CodeUse)
-	used *Marks
+// NewCodes keeps codes in store, redeemable for life, on the clock now.
+func NewCodes(store Store, life time.Duration, now func() time.Time) *Codes {
+	key := make([]byte, 32)
+	_, _ = rand.Read(key) // crypto/rand.Read never fails (Go 1.24+)
+	return &Codes{store: store, life: life, now: now, key: key, used: NewMarks(now)}
 }
 
 const codeBucket = "code"
@@ -47,20 +52,9 @@ type CodeUse struct {
 	Family, JTI, LaunchJTI string
 }
 
-func (c *Codes) init() {
-	c.once.Do(func() {
-		c.key = make([]byte, 32)
-		_, _ = rand.Read(c.key)
-		c.used = NewMarks(c.Now)
-	})
-}
-
-// Marks are the marks of the codes used in the last Life (for tests and
-// monitoring).
-func (c *Codes) Marks() *Marks {
-	c.init()
-	return c.used
-}
+// Marks are the marks of the codes used within their lifetime (for tests
+// and monitoring).
+func (c *Codes) Marks() *Marks { return c.used }
 
 // use derives the CodeUse of code.
 func (c *Codes) use(code string) CodeUse {
@@ -78,7 +72,7 @@ func (c *Codes) Issue(ctx context.Context, rec any) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("encode code: %w", err)
 	}
-	if err := c.Store.Put(ctx, codeBucket, Hash(code), b, c.Now().Add(c.Life)); err != nil {
+	if err := c.store.Put(ctx, codeBucket, Hash(code), b, c.now().Add(c.life)); err != nil {
 		return "", fmt.Errorf("store code: %w", err)
 	}
 	return code, nil
@@ -88,18 +82,17 @@ func (c *Codes) Issue(ctx context.Context, rec any) (string, error) {
 // answers what this use may issue. The code is marked used before it is
 // taken, so that a replay, even one racing this use, finds the mark:
 // Redeem then calls onReplay with what the first use issued (to revoke
-// it) and answers ErrCodeUsed. The mark is kept for Life from this use,
-// so it outlives the code (issued before now, valid for Life): a replay
+// it) and answers ErrCodeUsed. The mark is kept for the code's lifetime
+// from this use, so it outlives the code (issued before now): a replay
 // after that is refused as an unknown code, without revocation.
 func (c *Codes) Redeem(ctx context.Context, code string, rec any, onReplay func(first CodeUse)) (CodeUse, error) {
-	c.init()
-	if err := c.used.Use(code, c.Now().Add(c.Life)); err != nil {
+	if err := c.used.Use(code, c.now().Add(c.life)); err != nil {
 		if onReplay != nil {
 			onReplay(c.use(code))
 		}
 		return CodeUse{}, ErrCodeUsed
 	}
-	b, err := c.Store.Take(ctx, codeBucket, Hash(code))
+	b, err := c.store.Take(ctx, codeBucket, Hash(code))
 	if err != nil {
 		// Unknown or expired: nothing was issued, forget the mark.
 		c.used.Forget(code)

@@ -34,7 +34,7 @@ func (c *testClock) Add(d time.Duration) {
 func TestCodesRedeemOnceAndReplay(t *testing.T) {
 	ctx := t.Context()
 	ck := &testClock{now: time.Unix(1_700_000_000, 0)}
-	codes := &Codes{Store: NewMemStore(ck.Now), Life: time.Minute, Now: ck.Now}
+	codes := NewCodes(NewMemStore(ck.Now), time.Minute, ck.Now)
 	type rec struct{ Client string }
 	code, err := codes.Issue(ctx, rec{Client: "app"})
 	if err != nil {
@@ -62,8 +62,8 @@ func TestCodesRedeemOnceAndReplay(t *testing.T) {
 	if u, err := codes.Redeem(ctx, other, &got, onReplay); err != nil || u.Family == use.Family || u.JTI == use.JTI {
 		t.Fatalf("another code: %+v %v, first %+v", u, err, use)
 	}
-	elsewhere := &Codes{Store: NewMemStore(ck.Now), Life: time.Minute, Now: ck.Now}
-	if err := elsewhere.Store.Put(ctx, codeBucket, Hash(code), []byte(`{}`), ck.Now().Add(time.Minute)); err != nil {
+	elsewhere := NewCodes(NewMemStore(ck.Now), time.Minute, ck.Now)
+	if err := elsewhere.store.Put(ctx, codeBucket, Hash(code), []byte(`{}`), ck.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	if u, err := elsewhere.Redeem(ctx, code, &got, nil); err != nil || u.Family == use.Family || u.JTI == use.JTI || u.LaunchJTI == use.LaunchJTI {
@@ -85,7 +85,7 @@ func TestCodesRedeemOnceAndReplay(t *testing.T) {
 
 func TestCodesConcurrentRedeem(t *testing.T) {
 	ctx := t.Context()
-	codes := &Codes{Store: NewMemStore(nil), Life: time.Minute, Now: time.Now}
+	codes := NewCodes(NewMemStore(nil), time.Minute, time.Now)
 	code, _ := codes.Issue(ctx, map[string]string{"a": "b"})
 	var wg sync.WaitGroup
 	var mu sync.Mutex

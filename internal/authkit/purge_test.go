@@ -165,7 +165,7 @@ func TestCodeMarkLifetime(t *testing.T) {
 	ctx := t.Context()
 	ck := &testClock{now: time.Unix(1_700_000_000, 0)}
 	st := NewMemStore(ck.Now)
-	codes := &Codes{Store: st, Life: time.Minute, Now: ck.Now}
+	codes := NewCodes(st, time.Minute, ck.Now)
 	code, err := codes.Issue(ctx, "rec")
 	if err != nil {
 		t.Fatal(err)
