@@ -116,7 +116,6 @@ func (s *Server) grantCode(ctx context.Context, c *authkit.Client, form url.Valu
 	}
 	withFlow(ctx, rec.Flow)
 	rec.Family = used.Family
-	jti := used.JTI
 	if rec.ClientID != c.ID {
 		return nil, authkit.ErrInvalidGrant.With("code was issued to another client")
 	}
@@ -127,7 +126,7 @@ func (s *Server) grantCode(ctx context.Context, c *authkit.Client, form url.Valu
 		return nil, authkit.ErrInvalidGrant.With("code_verifier does not match the code_challenge")
 	}
 	set, _ := scope.Parse(rec.Scopes)
-	return s.issue(ctx, c, rec.grantData, set, jti, true)
+	return s.issue(ctx, c, rec.grantData, set, used.JTI, true)
 }
 
 // grantRefresh is the refresh_token grant (RFC 6749 §6) with rotation.
