@@ -256,9 +256,10 @@ func TestMemStoreLimit(t *testing.T) {
 }
 
 // Entries of one lifetime go with the first write to their bucket after
-// they expire, not a PurgeEvery later: a server's code markers hold the
-// last code lifetime of markers, not up to a minute more. Other buckets
-// wait for their own writes; taken entries leave no trail.
+// they expire, not a PurgeEvery later: a bucket of pending requests or
+// launch contexts holds the last lifetime of them, not up to a minute
+// more. Other buckets wait for their own writes; taken entries leave no
+// trail.
 func TestMemStoreDropsExpiredInWriteOrder(t *testing.T) {
 	ctx := t.Context()
 	t0 := time.Unix(1_700_000_000, 0)
@@ -276,21 +277,21 @@ func TestMemStoreDropsExpiredInWriteOrder(t *testing.T) {
 		b := s.m[bucket]
 		return len(b.items), len(b.order.keys) - b.order.head
 	}
-	// Marker i is written at i×100 ms and expires 30 s later.
+	// Entry i is written at i×100 ms and expires 30 s later.
 	for i := range 100 {
 		add("used", strconv.Itoa(i), 30*time.Second)
 		add("other", strconv.Itoa(i), 30*time.Second)
 		ck.Add(100 * time.Millisecond)
 	}
-	// At 35 s (the next full purge is at 60 s) markers 0 to 50 have
+	// At 35 s (the next full purge is at 60 s) entries 0 to 50 have
 	// expired: a write to their bucket drops them, and only them.
 	ck.now = t0.Add(35 * time.Second)
 	add("used", "new", 30*time.Second)
 	if n, order := held("used"); n != 50 || order != 50 {
-		t.Fatalf("after a write at 35 s: %d markers held (want 49 and the new one), write order %d", n, order)
+		t.Fatalf("after a write at 35 s: %d entries held (want 49 and the new one), write order %d", n, order)
 	}
 	if _, err := s.Get(ctx, "used", "51"); err != nil {
-		t.Fatalf("a live marker went: %v", err)
+		t.Fatalf("a live entry went: %v", err)
 	}
 	if n, _ := held("other"); n != 100 {
 		t.Fatalf("a bucket nobody wrote to lost entries early: %d of 100 held", n)
