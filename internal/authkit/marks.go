@@ -1,7 +1,9 @@
 package authkit
 
 import (
+	"cmp"
 	"crypto/sha256"
+	"slices"
 	"sync"
 	"time"
 )
@@ -14,13 +16,33 @@ import (
 // launch-token of the last few minutes and every code of the last one.
 // Two keys would share a mark only if their SHA-256 digests agreed on
 // 128 bits.
-// Expired marks are dropped by the first write after every PurgeEvery of
-// the clock. Safe for concurrent use.
+//
+// Marks are kept in one map per minute of expiry, and a minute's map is
+// dropped whole once the minute has passed: nothing is deleted one mark
+// at a time, so the maps never fill with the leftovers of deletions
+// (Go maps do not give that space back) and dropping the expired marks
+// costs the same however many there are. A check looks in each live
+// minute, a handful for the lifetimes servers use. Marks expiring more
+// than markMinutes ahead are kept apart and purged one by one, on the
+// first write after every PurgeEvery of the clock.
+// Safe for concurrent use.
 type Marks struct {
 	now       func() time.Time
 	mu        sync.Mutex
-	m         map[[16]byte]int64 // digest -> expiry, unix seconds
+	minutes   []markMinute       // ascending by minute
+	far       map[[16]byte]int64 // digest -> expiry, marks beyond markMinutes
 	nextPurge time.Time
+}
+
+// markMinutes is how far ahead, in minutes of expiry, marks go in a
+// minute's map: it covers the default lifetimes (a code's minute, a
+// launch-token's five and the grace a partner adds) with room to spare.
+const markMinutes = 16
+
+// markMinute holds the marks that expire within one minute.
+type markMinute struct {
+	minute int64              // unix seconds / 60 of every expiry here
+	m      map[[16]byte]uint8 // digest -> second of the minute it expires
 }
 
 // NewMarks returns an empty set using now (nil: time.Now).
@@ -28,7 +50,7 @@ func NewMarks(now func() time.Time) *Marks {
 	if now == nil {
 		now = time.Now
 	}
-	return &Marks{now: now, m: map[[16]byte]int64{}}
+	return &Marks{now: now, far: map[[16]byte]int64{}}
 }
 
 func markDigest(key string) [16]byte {
@@ -42,22 +64,26 @@ func (s *Marks) Use(key string, exp time.Time) error {
 	d := markDigest(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now()
-	s.maybePurge(now)
-	if until, ok := s.m[d]; ok && now.Unix() < until {
+	now := s.now().Unix()
+	s.dropPassed(now)
+	if s.until(d) > now {
 		return ErrExists
 	}
-	s.m[d] = exp.Unix()
+	s.put(d, exp.Unix(), now)
 	return nil
 }
 
-// Mark records key as used until exp, whether or not it was.
+// Mark records key as used until exp, whether or not it was. A mark is
+// never shortened.
 func (s *Marks) Mark(key string, exp time.Time) {
 	d := markDigest(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.maybePurge(s.now())
-	s.m[d] = max(s.m[d], exp.Unix())
+	now := s.now().Unix()
+	s.dropPassed(now)
+	if e := exp.Unix(); e > s.until(d) {
+		s.put(d, e, now)
+	}
 }
 
 // Forget drops key's mark.
@@ -65,48 +91,101 @@ func (s *Marks) Forget(key string) {
 	d := markDigest(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.m, d)
+	for _, g := range s.minutes {
+		delete(g.m, d)
+	}
+	delete(s.far, d)
 }
 
-// Len is the number of marks held, expired ones not yet purged included.
+// Len is the number of marks held, expired ones not yet dropped
+// included; a key marked again with a later expiry counts twice until
+// its first minute passes.
 func (s *Marks) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.m)
+	n := len(s.far)
+	for _, g := range s.minutes {
+		n += len(g.m)
+	}
+	return n
 }
 
-// Purge drops the expired marks now.
+// Purge drops the expired marks now, those of the current minute one
+// by one.
 func (s *Marks) Purge() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now()
-	s.nextPurge = now.Add(PurgeEvery)
-	s.purge(now)
+	now := s.now().Unix()
+	s.dropPassed(now)
+	s.purgeFar(now)
+	if len(s.minutes) > 0 && s.minutes[0].minute == now/60 {
+		g := s.minutes[0]
+		for d, sec := range g.m {
+			if g.minute*60+int64(sec) <= now {
+				delete(g.m, d)
+			}
+		}
+	}
 }
 
-func (s *Marks) maybePurge(now time.Time) {
-	if now.Before(s.nextPurge) {
+// until is the latest expiry marked for d, 0 if none.
+func (s *Marks) until(d [16]byte) int64 {
+	u := s.far[d]
+	for _, g := range s.minutes {
+		if sec, ok := g.m[d]; ok {
+			u = max(u, g.minute*60+int64(sec))
+		}
+	}
+	return u
+}
+
+// put marks d until exp.
+func (s *Marks) put(d [16]byte, exp, now int64) {
+	minute := exp / 60
+	if exp < 0 || minute > now/60+markMinutes {
+		s.far[d] = exp
 		return
 	}
-	s.nextPurge = now.Add(PurgeEvery)
-	s.purge(now)
+	i, found := slices.BinarySearchFunc(s.minutes, minute, func(g markMinute, m int64) int {
+		return cmp.Compare(g.minute, m)
+	})
+	if !found {
+		s.minutes = slices.Insert(s.minutes, i, markMinute{minute: minute, m: map[[16]byte]uint8{}})
+	}
+	s.minutes[i].m[d] = uint8(exp - minute*60)
 }
 
-// purge drops expired marks, rebuilding the map when most went (Go maps
-// never give back the space of deleted entries).
-func (s *Marks) purge(now time.Time) {
-	t, n := now.Unix(), 0
-	for d, until := range s.m {
-		if until <= t {
-			delete(s.m, d)
+// dropPassed drops the minutes whose every mark has expired, and purges
+// the far marks every PurgeEvery.
+func (s *Marks) dropPassed(now int64) {
+	n := 0
+	for n < len(s.minutes) && s.minutes[n].minute < now/60 {
+		n++
+	}
+	if n > 0 {
+		s.minutes = slices.Delete(s.minutes, 0, n)
+	}
+	if len(s.far) > 0 && now >= s.nextPurge.Unix() {
+		s.purgeFar(now)
+	}
+}
+
+// purgeFar drops the expired far marks, rebuilding the map when most
+// went.
+func (s *Marks) purgeFar(now int64) {
+	s.nextPurge = time.Unix(now, 0).Add(PurgeEvery)
+	n := 0
+	for d, until := range s.far {
+		if until <= now {
+			delete(s.far, d)
 			n++
 		}
 	}
-	if n > 2*len(s.m) {
-		m := make(map[[16]byte]int64, len(s.m))
-		for d, until := range s.m {
+	if n > 2*len(s.far) {
+		m := make(map[[16]byte]int64, len(s.far))
+		for d, until := range s.far {
 			m[d] = until
 		}
-		s.m = m
+		s.far = m
 	}
 }
