@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -119,7 +121,7 @@ func (s *Server) resolveLaunch(ctx context.Context, flow string, client *authkit
 	}
 	// Single use here too, so that racing authorizations with one token
 	// never both proceed, whatever the EHR answers.
-	if err := s.ltUsed.Use(c.Iss+"\x00"+c.Jti, timeUnix(c.Exp+60)); err != nil {
+	if err := s.ltUsed.Use(c.Iss+"\x00"+c.Jti, launchMarkExpiry(c.Exp)); err != nil {
 		return nil, refuse("launch-token unused?", "launch-token was already used")
 	}
 	in, err := ehr.introspect(ctx, raw)
@@ -238,4 +240,11 @@ func sameDemographics(p *fhirPatient, r PatientRecord) bool {
 		}
 	}
 	return false
+}
+
+// launchMarkExpiry is when the single-use mark of a launch-token that
+// expires at exp (unix seconds) may go: a minute after the token, and
+// never wrapped into the past by an exp near the int64 limit.
+func launchMarkExpiry(exp int64) time.Time {
+	return time.Unix(min(exp, math.MaxInt64-60)+60, 0)
 }
