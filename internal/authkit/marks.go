@@ -18,13 +18,14 @@ import (
 // 128 bits.
 //
 // Marks are kept in one map per minute of expiry, and a minute's map is
-// dropped whole once the minute has passed: nothing is deleted one mark
-// at a time, so the maps never fill with the leftovers of deletions
-// (Go maps do not give that space back) and dropping the expired marks
-// costs the same however many there are. A check looks in each live
-// minute, a handful for the lifetimes servers use. Marks expiring more
-// than markMinutes ahead are kept apart and purged one by one, on the
-// first write after every PurgeEvery of the clock.
+// dropped whole once the minute has passed: expiry deletes nothing one
+// mark at a time, so the maps do not fill with the leftovers of
+// deletions (Go maps do not give that space back), and dropping the
+// expired marks costs the same however many there are. A check looks in
+// each live minute, a handful for the lifetimes servers use. Marks whose
+// expiry minute lies more than markMinutes after the current one are
+// kept apart and purged one by one, on the first write after every
+// PurgeEvery of the clock.
 // Safe for concurrent use.
 type Marks struct {
 	now       func() time.Time
@@ -34,8 +35,8 @@ type Marks struct {
 	nextPurge time.Time
 }
 
-// markMinutes is how far ahead, in minutes of expiry, marks go in a
-// minute's map: it covers the default lifetimes (a code's minute, a
+// markMinutes is how many minutes after the current one a mark's expiry
+// minute may lie for the mark to go in a minute's map: it covers the default lifetimes (a code's minute, a
 // launch-token's five and the grace a partner adds) with room to spare.
 const markMinutes = 16
 

@@ -30,7 +30,7 @@ func TestMarksSingleUseUntilExpiry(t *testing.T) {
 	if err := m.Use("jti-2", now.Add(time.Minute)); err != nil {
 		t.Fatalf("use after the mark expired: %v", err)
 	}
-	// Expired marks go at the next write after PurgeEvery.
+	// The minutes that have passed go at the next write.
 	now = now.Add(10 * time.Minute)
 	m.Mark("jti-3", now.Add(time.Minute))
 	if n := m.Len(); n != 1 {
@@ -73,6 +73,50 @@ func TestMarksFarFutureExpiry(t *testing.T) {
 	}
 	if err := m.Use("jti-far", far); !errors.Is(err, ErrExists) {
 		t.Fatalf("second use of a far-future token: %v, want ErrExists", err)
+	}
+}
+
+// Mark never shortens a mark, even within the minute it expires in.
+func TestMarksNeverShortenWithinAMinute(t *testing.T) {
+	base := time.Unix(1_800_000_000/60*60, 0)
+	now := base
+	m := NewMarks(func() time.Time { return now })
+	if err := m.Use("k", base.Add(50*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	m.Mark("k", base.Add(10*time.Second))
+	now = base.Add(20 * time.Second)
+	if err := m.Use("k", now.Add(time.Minute)); !errors.Is(err, ErrExists) {
+		t.Fatalf("after a shorter Mark: %v, want ErrExists", err)
+	}
+}
+
+// Purge drops the expired marks of the current minute and keeps its live
+// ones; an expiry before 1970 is simply expired.
+func TestMarksPurgeKeepsLiveMarks(t *testing.T) {
+	base := time.Unix(1_800_000_000/60*60, 0)
+	now := base
+	m := NewMarks(func() time.Time { return now })
+	for _, k := range []string{"a", "b", "c"} {
+		if err := m.Use(k, base.Add(10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Use("live", base.Add(11*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	now = base.Add(10 * time.Second)
+	m.Purge()
+	if n := m.Len(); n != 1 {
+		t.Fatalf("%d marks after the purge, want 1 (the live one)", n)
+	}
+	if err := m.Use("live", now.Add(time.Minute)); !errors.Is(err, ErrExists) {
+		t.Fatalf("the live mark after the purge: %v, want ErrExists", err)
+	}
+	for range 2 {
+		if err := m.Use("before-1970", time.Unix(-5, 0)); err != nil {
+			t.Fatalf("a mark expired before 1970: %v", err)
+		}
 	}
 }
 
