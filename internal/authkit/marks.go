@@ -35,9 +35,10 @@ type Marks struct {
 	nextPurge time.Time
 }
 
-// markMinutes is how many minutes after the current one a mark's expiry
-// minute may lie for the mark to go in a minute's map: it covers the default lifetimes (a code's minute, a
-// launch-token's five and the grace a partner adds) with room to spare.
+// markMinutes is how many minutes after the current one a mark's
+// expiry minute may lie for the mark to go in a minute's map: it covers
+// the default lifetimes (a code's minute, a launch-token's five and the
+// grace a partner adds) with room to spare.
 const markMinutes = 16
 
 // markMinute holds the marks that expire within one minute.
@@ -100,7 +101,7 @@ func (s *Marks) Forget(key string) {
 
 // Len is the number of marks held, expired ones not yet dropped
 // included; a key marked again with a later expiry counts twice until
-// its first minute passes.
+// its earlier mark is dropped.
 func (s *Marks) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
