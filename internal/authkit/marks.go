@@ -32,7 +32,7 @@ type Marks struct {
 	mu        sync.Mutex
 	minutes   []markMinute       // ascending by minute
 	far       map[[16]byte]int64 // digest -> expiry, marks beyond markMinutes
-	nextPurge time.Time
+	nextPurge int64              // unix seconds: when far is purged next
 }
 
 // markMinutes is how many minutes after the current one a mark's
@@ -167,7 +167,7 @@ func (s *Marks) dropPassed(now int64) {
 	if n > 0 {
 		s.minutes = slices.Delete(s.minutes, 0, n)
 	}
-	if len(s.far) > 0 && now >= s.nextPurge.Unix() {
+	if len(s.far) > 0 && now >= s.nextPurge {
 		s.purgeFar(now)
 	}
 }
@@ -175,7 +175,7 @@ func (s *Marks) dropPassed(now int64) {
 // purgeFar drops the expired far marks, rebuilding the map when most
 // went.
 func (s *Marks) purgeFar(now int64) {
-	s.nextPurge = time.Unix(now, 0).Add(PurgeEvery)
+	s.nextPurge = now + int64(PurgeEvery/time.Second)
 	n := 0
 	for d, until := range s.far {
 		if until <= now {
