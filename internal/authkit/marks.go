@@ -67,7 +67,7 @@ func (s *Marks) Use(key string, exp time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now().Unix()
-	s.dropPassed(now)
+	s.expire(now)
 	if s.until(d) > now {
 		return ErrExists
 	}
@@ -82,7 +82,7 @@ func (s *Marks) Mark(key string, exp time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now().Unix()
-	s.dropPassed(now)
+	s.expire(now)
 	if e := exp.Unix(); e > s.until(d) {
 		s.put(d, e, now)
 	}
@@ -118,7 +118,7 @@ func (s *Marks) Purge() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now().Unix()
-	s.dropPassed(now)
+	s.dropPassedMinutes(now)
 	s.purgeFar(now)
 	if len(s.minutes) > 0 && s.minutes[0].minute == now/60 {
 		g := s.minutes[0]
@@ -157,19 +157,22 @@ func (s *Marks) put(d [16]byte, exp, now int64) {
 	s.minutes[i].m[d] = uint8(exp - minute*60)
 }
 
-// dropPassed drops the minutes whose every mark has expired, and purges
-// the far marks every PurgeEvery.
-func (s *Marks) dropPassed(now int64) {
+// expire drops the minutes that have passed and, every PurgeEvery, the
+// expired far marks.
+func (s *Marks) expire(now int64) {
+	s.dropPassedMinutes(now)
+	if len(s.far) > 0 && now >= s.nextPurge {
+		s.purgeFar(now)
+	}
+}
+
+// dropPassedMinutes drops the minutes whose every mark has expired.
+func (s *Marks) dropPassedMinutes(now int64) {
 	n := 0
 	for n < len(s.minutes) && s.minutes[n].minute < now/60 {
 		n++
 	}
-	if n > 0 {
-		s.minutes = slices.Delete(s.minutes, 0, n)
-	}
-	if len(s.far) > 0 && now >= s.nextPurge {
-		s.purgeFar(now)
-	}
+	s.minutes = slices.Delete(s.minutes, 0, n)
 }
 
 // purgeFar drops the expired far marks, rebuilding the map when most
