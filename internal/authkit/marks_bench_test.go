@@ -17,15 +17,14 @@ func BenchmarkMarksSteadyChurn(b *testing.B) {
 	now := time.Unix(1_800_000_000, 0)
 	m := NewMarks(func() time.Time { return now })
 	const perSecond, life = 1000, 5 * time.Minute
-	heapPerMark := func() float64 {
+	heap := func() float64 {
 		var ms runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&ms)
-		return float64(ms.HeapAlloc) / float64(m.Len())
+		return float64(ms.HeapAlloc)
 	}
-	var base runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&base)
+	base := heap()
+	heapPerMark := func() float64 { return (heap() - base) / float64(m.Len()) }
 	keys := make([]string, perSecond)
 	at10 := 0.0
 	b.ResetTimer()
@@ -34,7 +33,7 @@ func BenchmarkMarksSteadyChurn(b *testing.B) {
 			b.StopTimer()
 			now = now.Add(time.Second)
 			if i == 600*perSecond {
-				at10 = heapPerMark() - float64(base.HeapAlloc)/float64(m.Len())
+				at10 = heapPerMark()
 			}
 			for k := range keys {
 				keys[k] = "jti-" + strconv.Itoa(i+k)
@@ -49,5 +48,5 @@ func BenchmarkMarksSteadyChurn(b *testing.B) {
 	if at10 > 0 {
 		b.ReportMetric(at10, "B/mark@10min")
 	}
-	b.ReportMetric(heapPerMark()-float64(base.HeapAlloc)/float64(m.Len()), "B/mark@end")
+	b.ReportMetric(heapPerMark(), "B/mark@end")
 }
