@@ -1,6 +1,7 @@
 package scenarios_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"strings"
@@ -202,6 +203,31 @@ func TestLoadDuration(t *testing.T) {
 	}
 	if rep.ElapsedS < 1 || rep.ElapsedS > 6 {
 		t.Errorf("elapsed %.2fs for a 1s run", rep.ElapsedS)
+	}
+}
+
+// TestLoadInterrupted cancels a run while flows are under way, as Ctrl-C
+// does: the report counts the flows that finished, and a flow cut short
+// by the interruption is not a failure.
+func TestLoadInterrupted(t *testing.T) {
+	rd := sharedWorld(t).Ready()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	opt := scenarios.LoadOptions{Target: &rd, Duration: 30 * time.Second, Concurrency: 4,
+		Progress: func(p scenarios.LoadProgress) {
+			if p.Done >= 20 {
+				cancel()
+			}
+		}}
+	rep, err := scenarios.Load(ctx, opt)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want the interruption", err)
+	}
+	if rep.Flows < 20 || rep.Failed != 0 {
+		t.Fatalf("%d flows, %d failed (%v): want at least 20 and none failed (a flow cut by the interruption is not a failure)", rep.Flows, rep.Failed, rep.Errors)
+	}
+	if rep.ElapsedS > 20 {
+		t.Errorf("elapsed %.2fs: the run did not stop when interrupted", rep.ElapsedS)
 	}
 }
 
