@@ -33,13 +33,8 @@ func TestCrashDuringLoad(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("needs SIGKILL")
 	}
-	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "sim")
-	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "github.com/smart-sim/sim/cmd/sim")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	data := filepath.Join(tmp, "data")
+	bin := buildSim(t)
+	data := filepath.Join(t.TempDir(), "data")
 
 	// Each run listens on ephemeral ports (--port 0), so the restart
 	// serves every origin on a new port: refresh families name their
@@ -142,10 +137,27 @@ func TestCrashDuringLoad(t *testing.T) {
 
 // startServe starts `sim serve --data dir --port 0` and waits for its
 // ready-file.
+// buildSim builds the sim binary into a temporary directory.
+func buildSim(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "sim")
+	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "github.com/smart-sim/sim/cmd/sim")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startServe starts `sim serve` on ephemeral ports, on the data directory
+// dir ("": a temporary one), and waits for its ready-file.
 func startServe(t *testing.T, bin, dir string) (*exec.Cmd, Ready) {
 	t.Helper()
 	readyFile := filepath.Join(t.TempDir(), "ready.json")
-	cmd := exec.Command(bin, "serve", "--data", dir, "--port", "0", "--ready-file", readyFile, "--log-level", "error")
+	args := []string{"serve", "--port", "0", "--ready-file", readyFile, "--log-level", "error"}
+	if dir != "" {
+		args = append(args, "--data", dir)
+	}
+	cmd := exec.Command(bin, args...)
 	var stderr strings.Builder
 	cmd.Stdout = io.Discard
 	cmd.Stderr = &stderr

@@ -84,7 +84,7 @@ type Running struct {
 	ehrStore   *fhirstore.Store
 	otherStore *fhirstore.Store
 	tmpDir     string
-	dataLock   *os.File // holds the lock on a --data directory
+	dataLock   *os.File // holds the lock on the data directory
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -155,11 +155,10 @@ func Start(ctx context.Context, w *World, opt Options) (_ *Running, err error) {
 
 	dataDir := opt.DataDir
 	if dataDir == "" {
-		if dataDir, err = os.MkdirTemp("", "sim-"); err != nil {
+		if dataDir, err = r.makeTempDir(ctx); err != nil {
 			closeListeners()
-			return nil, fmt.Errorf("create temporary data directory: %w", err)
+			return nil, err
 		}
-		r.tmpDir = dataDir
 	} else if r.dataLock, err = prepareDataDir(dataDir, opt.Reset); err != nil {
 		closeListeners()
 		return nil, err
@@ -372,6 +371,30 @@ func prepareDataDir(dir string, reset bool) (*os.File, error) {
 		}
 	}
 	return lock, nil
+}
+
+// makeTempDir makes the temporary data directory of a world started
+// without one, and locks it: a later sim removes it if this one ends
+// without closing (kill -9), and only then. It first removes the ones
+// such sims left behind.
+func (r *Running) makeTempDir(ctx context.Context) (string, error) {
+	removed, err := removeStaleTempDirs(os.TempDir(), time.Now())
+	for _, dir := range removed {
+		r.logger.InfoContext(ctx, "removed a temporary data directory left by a sim that did not close", "dir", dir)
+	}
+	if err != nil {
+		r.logger.WarnContext(ctx, "stale temporary data directories", "err", err)
+	}
+	dir, err := os.MkdirTemp("", "sim-")
+	if err != nil {
+		return "", fmt.Errorf("create temporary data directory: %w", err)
+	}
+	if r.dataLock, err = lockDataDir(dir); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	r.tmpDir = dir
+	return dir, nil
 }
 
 const fingerprintKey = "world_fingerprint"
