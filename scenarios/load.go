@@ -93,6 +93,11 @@ type LoadOptions struct {
 	Duration time.Duration
 	// Concurrency is the number of flows under way at once (default 1).
 	Concurrency int
+	// Rate, when set, starts flows on a schedule, this many a second (an
+	// open loop): a flow's latency counts from when it was due, so a flow
+	// that had to wait for one of the Concurrency workers counts its wait.
+	// 0 starts the next flow as soon as a worker is free (a closed loop).
+	Rate float64
 	// Progress, when set, is called about every 100 ms and once at the end
 	// with the flows done and failed so far.
 	Progress func(p LoadProgress)
@@ -113,14 +118,18 @@ type LoadProgress struct {
 
 // LoadReport is the outcome of a load run (`sim load --format json`).
 type LoadReport struct {
-	Direction   string  `json:"direction"`
-	Target      string  `json:"target"`
-	Concurrency int     `json:"concurrency"`
-	Flows       int     `json:"flows"`
-	Failed      int     `json:"failed"`
-	ElapsedS    float64 `json:"elapsed_s"`
-	FlowsPerS   float64 `json:"flows_per_s"`
-	// LatencyMS is the latency of a complete flow.
+	Direction   string `json:"direction"`
+	Target      string `json:"target"`
+	Concurrency int    `json:"concurrency"`
+	// Rate is the flows offered a second (LoadOptions.Rate); 0 for a
+	// closed loop.
+	Rate      float64 `json:"rate,omitempty"`
+	Flows     int     `json:"flows"`
+	Failed    int     `json:"failed"`
+	ElapsedS  float64 `json:"elapsed_s"`
+	FlowsPerS float64 `json:"flows_per_s"`
+	// LatencyMS is the latency of a complete flow (with a Rate, from
+	// when it was due).
 	LatencyMS Latency `json:"latency_ms"`
 	// Errors counts failed flows by kind ("step: error").
 	Errors map[string]int `json:"errors"`
@@ -224,8 +233,8 @@ func load(ctx context.Context, opt LoadOptions, afterFlow func(*flowRun)) (LoadR
 	if !dir.Wired {
 		return LoadReport{}, fmt.Errorf("%w: direction %q is not wired in sim load yet", ErrLoadInput, dir.Name)
 	}
-	if opt.Flows < 0 || opt.Duration < 0 || opt.Concurrency < 0 {
-		return LoadReport{}, fmt.Errorf("%w: flows, duration and concurrency cannot be negative", ErrLoadInput)
+	if opt.Flows < 0 || opt.Duration < 0 || opt.Concurrency < 0 || opt.Rate < 0 || math.IsNaN(opt.Rate) || math.IsInf(opt.Rate, 0) {
+		return LoadReport{}, fmt.Errorf("%w: flows, duration, concurrency and rate cannot be negative, and rate must be a number", ErrLoadInput)
 	}
 	if opt.Flows == 0 && opt.Duration == 0 {
 		opt.Flows = 100
@@ -240,7 +249,7 @@ func load(ctx context.Context, opt LoadOptions, afterFlow func(*flowRun)) (LoadR
 	if w == nil {
 		w = DefaultWorld()
 	}
-	rep := LoadReport{Direction: dir.Name, Target: "in-process", Concurrency: opt.Concurrency, Errors: map[string]int{}, Endpoints: []EndpointStat{}}
+	rep := LoadReport{Direction: dir.Name, Target: "in-process", Concurrency: opt.Concurrency, Rate: opt.Rate, Errors: map[string]int{}, Endpoints: []EndpointStat{}}
 	target := opt.Target
 	if target == nil {
 		if dir.Name == DirectionC && !w.OtherGovernedByEHR() {
@@ -358,6 +367,13 @@ func load(ctx context.Context, opt LoadOptions, afterFlow func(*flowRun)) (LoadR
 					break
 				}
 				t0 := opt.Now()
+				if opt.Rate > 0 {
+					due := start.Add(time.Duration(float64(n-1) / opt.Rate * float64(time.Second)))
+					if !sleepUntil(runCtx, due.Sub(t0)) {
+						break
+					}
+					t0 = due
+				}
 				kind := plan.runOne(runCtx, flow, n)
 				if kind != "" && runCtx.Err() != nil {
 					// The run's time was up, or it was interrupted,
@@ -584,6 +600,21 @@ func loadJudge(fl *flowRun, st *Step, out *stepOut) string {
 		}
 	}
 	return ""
+}
+
+// sleepUntil waits d (nothing when d <= 0); false if ctx ended first.
+func sleepUntil(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // errorKind is a short, stable name for a transport or context error.

@@ -189,6 +189,52 @@ func TestLoadCountsFailuresByKind(t *testing.T) {
 	}
 }
 
+// TestLoadRate starts flows on a schedule: 40 flows at 20 a second take
+// the 1.95 s until the last is due, however fast each flow runs.
+func TestLoadRate(t *testing.T) {
+	rd := sharedWorld(t).Ready()
+	rep, err := scenarios.Load(t.Context(), scenarios.LoadOptions{Target: &rd, Direction: "ehr", Flows: 40, Concurrency: 2, Rate: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Flows != 40 || rep.Failed != 0 || rep.Rate != 20 {
+		t.Fatalf("%d flows, %d failed (%v), rate %v: want 40, none failed, rate 20", rep.Flows, rep.Failed, rep.Errors, rep.Rate)
+	}
+	if rep.ElapsedS < 1.95 {
+		t.Fatalf("elapsed %.2fs: the flows did not wait until they were due (the last at 1.95 s)", rep.ElapsedS)
+	}
+	if rep.FlowsPerS > 20.6 {
+		t.Errorf("%.1f flows/s for a rate of 20", rep.FlowsPerS)
+	}
+}
+
+// TestLoadRateCountsTheWait: flows due every 10 ms on one worker, each
+// slowed by 40 ms at OtherAS's introspection, fall further behind their
+// schedule one after the other. Their latency counts from when they were
+// due, so the late ones show the wait: a closed loop would report about
+// 40 ms for every flow and hide it.
+func TestLoadRateCountsTheWait(t *testing.T) {
+	r := sharedWorld(t)
+	rd := r.Ready()
+	const delay = 40 * time.Millisecond
+	if err := r.Faults.Set(scenarios.FaultIntrospection, scenarios.ServerFault{Delay: delay}); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Faults.Clear()
+	rep, err := scenarios.Load(t.Context(), scenarios.LoadOptions{Target: &rd, Flows: 8, Concurrency: 1, Rate: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Failed != 0 {
+		t.Fatalf("%d failed (%v)", rep.Failed, rep.Errors)
+	}
+	// The last flow waited for the 7 before it, at least 30 ms behind
+	// schedule each: at least 210 ms, plus its own 40.
+	if min := 250.0; rep.LatencyMS.Max < min {
+		t.Fatalf("latency %+v: want the last flow's at least %.0f ms, its wait for the 7 before it counted", rep.LatencyMS, min)
+	}
+}
+
 func TestLoadDuration(t *testing.T) {
 	r := sharedWorld(t)
 	rd := r.Ready()

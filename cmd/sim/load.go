@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -34,13 +35,14 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	flows := fs.Int("flows", 0, "stop after `N` flows (default 100 when --duration is not given)")
 	duration := fs.Duration("duration", 0, "stop after this long (e.g. 30s, 5m)")
 	concurrency := fs.Int("concurrency", 1, "flows under way at once")
+	rate := fs.Float64("rate", 0, "start `R` flows a second, on a schedule (an open loop: a flow's latency counts from when it was due, waits for a free worker included); default: the next flow as soon as a worker is free")
 	target := fs.String("target", "", "drive the `sim serve` described by this ready-file (default: an own world in this process)")
 	worldFile := fs.String("world", "", "the world `file` (own world; against --target, where the apps' secrets come from); default: the built-in world")
 	format := fs.String("format", "text", "report format on stdout: text or json")
 	progress := fs.String("progress", "auto", "progress bar on stderr: auto (when stderr is a terminal), always, never")
 	logLevel := fs.String("log-level", "none", "server log level of an own world (none, debug, info, warn, error)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sim load [--direction a] [--flows N | --duration D] [--concurrency C] [--target READY.json] [--format json]")
+		fmt.Fprintln(stderr, "usage: sim load [--direction a] [--flows N | --duration D] [--concurrency C] [--rate R] [--target READY.json] [--format json]")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {
@@ -55,6 +57,9 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *flows < 0 || *duration < 0 || *concurrency < 1 {
 		return invalid("--flows and --duration cannot be negative, --concurrency must be at least 1")
 	}
+	if !(*rate >= 0) || math.IsInf(*rate, 0) {
+		return invalid("--rate: found %v, expected flows a second, 0 or more", *rate)
+	}
 	if *flows > 0 && *duration > 0 {
 		return invalid("give --flows or --duration, not both")
 	}
@@ -62,7 +67,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if !ok || !d.Wired {
 		return invalid("--direction: found %q, expected one of %s", *direction, strings.Join(wiredDirections(), ", "))
 	}
-	opt := scenarios.LoadOptions{Direction: d.Name, Flows: *flows, Duration: *duration, Concurrency: *concurrency}
+	opt := scenarios.LoadOptions{Direction: d.Name, Flows: *flows, Duration: *duration, Concurrency: *concurrency, Rate: *rate}
 	if *worldFile != "" {
 		w, err := scenarios.LoadWorld(*worldFile)
 		if err != nil {
@@ -143,7 +148,11 @@ func wiredDirections() []string {
 }
 
 func writeLoadText(w io.Writer, r scenarios.LoadReport) {
-	fmt.Fprintf(w, "direction %s against %s, concurrency %d\n", r.Direction, r.Target, r.Concurrency)
+	fmt.Fprintf(w, "direction %s against %s, concurrency %d", r.Direction, r.Target, r.Concurrency)
+	if r.Rate > 0 {
+		fmt.Fprintf(w, ", %g flows/s offered (latency from when each flow was due)", r.Rate)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "flows     %d in %.2fs: %.1f flows/s, %d failed\n", r.Flows, r.ElapsedS, r.FlowsPerS, r.Failed)
 	l := r.LatencyMS
 	fmt.Fprintf(w, "latency   p50 %.2fms  p95 %.2fms  p99 %.2fms  max %.2fms  (mean %.2fms)\n", l.P50, l.P95, l.P99, l.Max, l.Mean)

@@ -66,6 +66,10 @@ func TestLoadCommandRefusesBadFlags(t *testing.T) {
 		{"load", "--flows", "3", "--duration", "1s"},
 		{"load", "--format", "xml"},
 		{"load", "extra"},
+		{"load", "--rate", "-5"},
+		{"load", "--rate", "NaN"},
+		{"load", "--rate", "Inf"},
+		{"load", "--rate", "fast"},
 	} {
 		if code, _, errOut := runCLI(t, t.Context(), args...); code != exitInvalid {
 			t.Errorf("%v: exit %d, want %d; stderr: %s", args, code, exitInvalid, errOut)
