@@ -230,8 +230,8 @@ func TestLoadRateCountsTheWait(t *testing.T) {
 	}
 	// The last flow waited for the 7 before it, at least 30 ms behind
 	// schedule each: at least 210 ms, plus its own 40.
-	if min := 250.0; rep.LatencyMS.Max < min {
-		t.Fatalf("latency %+v: want the last flow's at least %.0f ms, its wait for the 7 before it counted", rep.LatencyMS, min)
+	if want := 250.0; rep.LatencyMS.Max < want {
+		t.Fatalf("latency %+v: want the last flow's at least %.0f ms, its wait for the 7 before it counted", rep.LatencyMS, want)
 	}
 }
 
