@@ -27,13 +27,7 @@ import (
 // single-use), a refresh token rotated before the kill must stay refused,
 // and the FHIR servers must answer as before.
 func TestCrashDuringLoad(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the sim binary and kills it")
-	}
-	if runtime.GOOS == "windows" {
-		t.Skip("needs SIGKILL")
-	}
-	bin := buildSim(t)
+	bin := buildSimToKill(t)
 	data := filepath.Join(t.TempDir(), "data")
 
 	// Each run listens on ephemeral ports (--port 0), so the restart
@@ -137,9 +131,17 @@ func TestCrashDuringLoad(t *testing.T) {
 
 // startServe starts `sim serve --data dir --port 0` and waits for its
 // ready-file.
-// buildSim builds the sim binary into a temporary directory.
-func buildSim(t *testing.T) string {
+// buildSimToKill builds the sim binary into a temporary directory, for
+// a test that kills it. It skips the test with -short, and on Windows (no
+// SIGKILL, no flock).
+func buildSimToKill(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the sim binary and kills it")
+	}
+	if runtime.GOOS == "windows" {
+		t.Skip("needs SIGKILL and flock")
+	}
 	bin := filepath.Join(t.TempDir(), "sim")
 	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "github.com/smart-sim/sim/cmd/sim")
 	if out, err := build.CombinedOutput(); err != nil {

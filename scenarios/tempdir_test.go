@@ -3,7 +3,6 @@ package scenarios
 import (
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -15,13 +14,7 @@ import (
 // left alone for a minute, and never a directory whose sim still runs,
 // one without a lock file, or another user's.
 func TestKilledServeTempDirIsRemovedLater(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the sim binary and kills it")
-	}
-	if runtime.GOOS == "windows" {
-		t.Skip("needs SIGKILL and flock")
-	}
-	bin := buildSim(t)
+	bin := buildSimToKill(t)
 	root := t.TempDir()
 	t.Setenv("TMPDIR", root)
 	ctx := t.Context()
