@@ -129,8 +129,6 @@ func TestCrashDuringLoad(t *testing.T) {
 	t.Logf("%d refresh tokens survived the kill", len(tokens))
 }
 
-// startServe starts `sim serve --data dir --port 0` and waits for its
-// ready-file.
 // buildSimToKill builds the sim binary into a temporary directory, for
 // a test that kills it. It skips the test with -short, and on Windows (no
 // SIGKILL, no flock).

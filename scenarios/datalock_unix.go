@@ -30,20 +30,21 @@ func lockDataDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// staleAfter is how long a temporary data directory must have been left
-// unchanged before it may be removed as stale: a sim that has just
-// created its directory has not taken the lock yet.
+// staleAfter is how long nothing in a temporary data directory must have
+// changed before it may be removed as stale: a sim that has just created
+// its directory has not taken the lock yet.
 const staleAfter = time.Minute
 
-// removeStaleTempDirs removes the temporary data directories (sim-* in
-// root) that sims which ended without closing have left behind: after a
-// kill -9, a crash, an interrupted test. A directory is stale when it is
-// this user's, holds a lock file that no process holds (a running sim
-// holds its own; the system lets it go when the process ends), and has
-// not changed for staleAfter. Directories without a lock file are never
-// touched. It returns the directories removed, and what could not be done.
+// removeStaleTempDirs removes the temporary data directories (sim-NNN in
+// root, as os.MkdirTemp names them) that sims which ended without closing
+// have left behind: after a kill -9, a crash, an interrupted test. A
+// directory is stale when it is this user's, is marked temporary (a
+// --data directory never is), holds a lock file that no process holds (a
+// running sim holds its own; the system lets it go when the process ends,
+// on a local file system), and nothing in it has changed for staleAfter.
+// It returns the directories removed, and what could not be done.
 func removeStaleTempDirs(root string, now time.Time) (removed []string, err error) {
-	dirs, err := filepath.Glob(filepath.Join(root, "sim-*"))
+	dirs, err := filepath.Glob(filepath.Join(root, tempDirPrefix+"*"))
 	if err != nil {
 		return nil, fmt.Errorf("list temporary data directories: %w", err)
 	}
@@ -61,6 +62,9 @@ func removeStaleTempDirs(root string, now time.Time) (removed []string, err erro
 }
 
 func removeIfStale(dir string, now time.Time) (bool, error) {
+	if !isTempDirName(filepath.Base(dir)) {
+		return false, nil
+	}
 	fi, err := os.Lstat(dir)
 	if err != nil || !fi.IsDir() || now.Sub(fi.ModTime()) < staleAfter {
 		return false, nil
@@ -68,16 +72,31 @@ func removeIfStale(dir string, now time.Time) (bool, error) {
 	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Getuid() {
 		return false, nil
 	}
-	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR, 0)
+	if !markedTemporary(dir) {
+		return false, nil
+	}
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return false, nil // no lock file (not a sim's, or an older sim's), or not ours
+		return false, nil // no lock file, or not ours
 	}
 	defer f.Close()
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		return false, nil // a running sim holds it
 	}
+	// Under the lock, so that a sim that has just taken this directory
+	// as its --data (which unmarks it) is not raced.
+	if !markedTemporary(dir) {
+		return false, nil
+	}
 	if err := os.RemoveAll(dir); err != nil {
 		return false, fmt.Errorf("remove stale temporary data directory: %w", err)
 	}
 	return true, nil
+}
+
+// markedTemporary tells whether dir holds the mark of a temporary data
+// directory (a regular file).
+func markedTemporary(dir string) bool {
+	fi, err := os.Lstat(filepath.Join(dir, tempMark))
+	return err == nil && fi.Mode().IsRegular()
 }

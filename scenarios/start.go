@@ -359,6 +359,11 @@ func prepareDataDir(dir string, reset bool) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A directory taken as --data is kept, whatever it was before.
+	if err := os.Remove(filepath.Join(dir, tempMark)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		lock.Close()
+		return nil, fmt.Errorf("unmark data directory: %w", err)
+	}
 	if !reset {
 		return lock, nil
 	}
@@ -373,10 +378,34 @@ func prepareDataDir(dir string, reset bool) (*os.File, error) {
 	return lock, nil
 }
 
+const (
+	// tempDirPrefix starts the name of a temporary data directory.
+	tempDirPrefix = "sim-"
+	// tempMark is the file that marks a data directory as temporary: a
+	// later sim may remove it once its sim has ended (see
+	// removeStaleTempDirs). A --data directory never has it.
+	tempMark = ".temporary"
+)
+
+// isTempDirName tells whether name is one os.MkdirTemp makes from
+// tempDirPrefix+"*": the prefix and a random decimal number.
+func isTempDirName(name string) bool {
+	rest, ok := strings.CutPrefix(name, tempDirPrefix)
+	if !ok || rest == "" {
+		return false
+	}
+	for _, c := range rest {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 // makeTempDir makes the temporary data directory of a world started
-// without one, and locks it: a later sim removes it if this one ends
-// without closing (kill -9), and only then. It first removes the ones
-// such sims left behind.
+// without one, locks it and marks it temporary: a later sim removes it if
+// this one ends without closing (kill -9), and only then. It first
+// removes the ones such sims left behind.
 func (r *Running) makeTempDir(ctx context.Context) (string, error) {
 	removed, err := removeStaleTempDirs(os.TempDir(), time.Now())
 	for _, dir := range removed {
@@ -385,13 +414,20 @@ func (r *Running) makeTempDir(ctx context.Context) (string, error) {
 	if err != nil {
 		r.logger.WarnContext(ctx, "stale temporary data directories", "err", err)
 	}
-	dir, err := os.MkdirTemp("", "sim-")
+	dir, err := os.MkdirTemp("", tempDirPrefix+"*")
 	if err != nil {
 		return "", fmt.Errorf("create temporary data directory: %w", err)
 	}
-	if r.dataLock, err = lockDataDir(dir); err != nil {
+	if r.dataLock, err = lockDataDir(dir); err == nil {
+		err = os.WriteFile(filepath.Join(dir, tempMark), nil, 0o600)
+	}
+	if err != nil {
+		if r.dataLock != nil {
+			r.dataLock.Close()
+			r.dataLock = nil
+		}
 		os.RemoveAll(dir)
-		return "", err
+		return "", fmt.Errorf("prepare temporary data directory: %w", err)
 	}
 	r.tmpDir = dir
 	return dir, nil

@@ -12,7 +12,7 @@ import (
 // its stores in a temporary directory. Killed with SIGKILL it cannot
 // remove it; the next sim to start does, once the directory has been
 // left alone for a minute, and never a directory whose sim still runs,
-// one without a lock file, or another user's.
+// one without a lock file, a --data directory, or another user's.
 func TestKilledServeTempDirIsRemovedLater(t *testing.T) {
 	bin := buildSimToKill(t)
 	root := t.TempDir()
@@ -49,24 +49,44 @@ func TestKilledServeTempDirIsRemovedLater(t *testing.T) {
 		return r.tmpDir
 	}
 
-	noLock := filepath.Join(root, "sim-nolock")
-	if err := os.Mkdir(noLock, 0o700); err != nil {
+	// Directories that are not stale, however old: one without a lock
+	// file; one not named as os.MkdirTemp names them, though marked; one a
+	// sim took as its --data (it was marked temporary before: a sim that
+	// takes a directory as --data unmarks it).
+	mkdir := func(name string, files ...string) string {
+		t.Helper()
+		dir := filepath.Join(root, name)
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			if err := os.WriteFile(filepath.Join(dir, f), nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		age(dir)
+		return dir
+	}
+	noLock := mkdir("sim-1", tempMark)
+	badName := mkdir("sim-data", ".lock", tempMark)
+	wasData := mkdir("sim-2", ".lock", tempMark)
+	r, err := Start(ctx, DefaultWorld(), Options{DataDir: wasData})
+	if err != nil {
 		t.Fatal(err)
 	}
-	age(noLock)
+	if err := r.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if markedTemporary(wasData) {
+		t.Fatal("a directory taken as --data is still marked temporary")
+	}
+	age(wasData)
 
 	// Only root can give a directory away, to see it kept.
 	var others []string
 	if os.Getuid() == 0 {
-		other := filepath.Join(root, "sim-other")
-		if err := os.Mkdir(other, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		lock := filepath.Join(other, ".lock")
-		if err := os.WriteFile(lock, nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range []string{lock, other} {
+		other := mkdir("sim-3", ".lock", tempMark)
+		for _, p := range []string{filepath.Join(other, ".lock"), filepath.Join(other, tempMark), other} {
 			if err := os.Chown(p, 65534, 65534); err != nil {
 				t.Fatal(err)
 			}
@@ -74,7 +94,8 @@ func TestKilledServeTempDirIsRemovedLater(t *testing.T) {
 		age(other)
 		others = append(others, other)
 	}
-	kept := append([]string{noLock}, others...)
+	kept := append([]string{noLock, wasData, badName}, others...)
+	slices.Sort(kept)
 
 	srv, _ := startServe(t, bin, "")
 	var served string
@@ -124,6 +145,6 @@ func TestKilledServeTempDirIsRemovedLater(t *testing.T) {
 		t.Fatalf("the killed sim's directory, left a minute: %v, want it removed", err)
 	}
 	if got := simDirs(); !slices.Equal(got, kept) {
-		t.Fatalf("left in %s: %v, want %v (no lock file; another user's)", root, got, kept)
+		t.Fatalf("left in %s: %v, want %v (no lock file; not a temporary name; a --data directory; another user's)", root, got, kept)
 	}
 }
