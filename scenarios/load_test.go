@@ -3,6 +3,7 @@ package scenarios_test
 import (
 	"context"
 	"errors"
+	"math"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -203,8 +204,8 @@ func TestLoadRate(t *testing.T) {
 	if rep.ElapsedS < 1.95 {
 		t.Fatalf("elapsed %.2fs: the flows did not wait until they were due (the last at 1.95 s)", rep.ElapsedS)
 	}
-	if rep.FlowsPerS > 20.6 {
-		t.Errorf("%.1f flows/s for a rate of 20", rep.FlowsPerS)
+	if rep.DueNotStarted != 0 {
+		t.Errorf("%d flows due and not started, in a run of a set number of flows", rep.DueNotStarted)
 	}
 }
 
@@ -232,6 +233,17 @@ func TestLoadRateCountsTheWait(t *testing.T) {
 	// schedule each: at least 210 ms, plus its own 40.
 	if want := 250.0; rep.LatencyMS.Max < want {
 		t.Fatalf("latency %+v: want the last flow's at least %.0f ms, its wait for the 7 before it counted", rep.LatencyMS, want)
+	}
+
+	// For a second instead of 8 flows: 101 are due (at 0, 10, …, 1000
+	// ms), at most 1 s / 40 ms = 25 begin, and the report says how many
+	// did not.
+	rep, err = scenarios.Load(t.Context(), scenarios.LoadOptions{Target: &rd, Duration: time.Second, Concurrency: 1, Rate: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if begun := rep.Flows; rep.DueNotStarted < 101-26-begun || rep.DueNotStarted > 101-begun {
+		t.Fatalf("%d flows done, %d due and not started: want the 101 due less those begun", rep.Flows, rep.DueNotStarted)
 	}
 }
 
@@ -286,6 +298,9 @@ func TestLoadRefusesBadOptions(t *testing.T) {
 		{"unknown direction", scenarios.LoadOptions{Direction: "z"}},
 		{"direction c, OtherAS runs", scenarios.LoadOptions{Direction: scenarios.DirectionC}},
 		{"negative flows", scenarios.LoadOptions{Flows: -1}},
+		{"negative rate", scenarios.LoadOptions{Rate: -1}},
+		{"rate NaN", scenarios.LoadOptions{Rate: math.NaN()}},
+		{"rate infinite", scenarios.LoadOptions{Rate: math.Inf(1)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.opt.Target = &rd

@@ -159,6 +159,9 @@ func writeLoadText(w io.Writer, r scenarios.LoadReport) {
 	if m := r.Memory; m != nil {
 		fmt.Fprintf(w, "memory    RSS %.0f MB at the start, %.0f MB halfway, %.0f MB at the end, peak %.0f MB (world and load client)\n", m.StartMB, m.HalfMB, m.EndMB, m.PeakMB)
 	}
+	if r.DueNotStarted > 0 {
+		fmt.Fprintf(w, "behind    %d flows were due before the end but never began (every worker was busy): the latency above leaves them out\n", r.DueNotStarted)
+	}
 	if len(r.Errors) > 0 {
 		fmt.Fprintln(w, "errors:")
 		for _, k := range r.SortedErrors() {
