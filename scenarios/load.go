@@ -321,11 +321,11 @@ func load(ctx context.Context, opt LoadOptions, afterFlow func(*flowRun)) (LoadR
 	flow := &Flow{Name: "load " + dir.Name, User: plan.user.Username, Steps: dir.steps(plan)}
 
 	var (
-		next, started, done, failed atomic.Int64
-		mu                          sync.Mutex
-		lat                         = newHistogram()
-		errs                        = map[string]int{}
-		wg                          sync.WaitGroup
+		next, done, failed atomic.Int64
+		mu                 sync.Mutex
+		lat                = newHistogram()
+		errs               = map[string]int{}
+		wg                 sync.WaitGroup
 	)
 	start := opt.Now()
 	runCtx := ctx
@@ -384,7 +384,6 @@ func load(ctx context.Context, opt LoadOptions, afterFlow func(*flowRun)) (LoadR
 					}
 					t0 = due
 				}
-				started.Add(1)
 				kind := plan.runOne(runCtx, flow, n)
 				if kind != "" && runCtx.Err() != nil {
 					// The run's time was up, or it was interrupted,
@@ -420,8 +419,10 @@ func load(ctx context.Context, opt LoadOptions, afterFlow func(*flowRun)) (LoadR
 	}
 	rep.LatencyMS = lat.latency()
 	if opt.Rate > 0 {
-		// The flows due by the end that never began: a run that fell
-		// behind its schedule does not time them, so say how many.
+		// The flows due by the end that no worker took up, because every
+		// one was busy: a run that fell behind its schedule does not time
+		// them, so say how many. (A flow taken up and waiting for its
+		// time when the run ended was not behind.)
 		end := elapsed
 		if at := stoppedAt.Load(); at > 0 {
 			end = min(end, time.Duration(at))
@@ -430,7 +431,7 @@ func load(ctx context.Context, opt LoadOptions, afterFlow func(*flowRun)) (LoadR
 		if opt.Flows > 0 {
 			due = min(due, int64(opt.Flows))
 		}
-		rep.DueNotStarted = int(max(0, due-started.Load()))
+		rep.DueNotStarted = int(max(0, due-next.Load()))
 	}
 	rep.Errors = errs
 	rep.Endpoints = tt.stats()
