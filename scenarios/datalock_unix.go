@@ -30,9 +30,10 @@ func lockDataDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// staleAfter is how long nothing in a temporary data directory must have
-// changed before it may be removed as stale: a sim that has just created
-// its directory has not taken the lock yet.
+// staleAfter is how long a temporary data directory's list of files must
+// have been left unchanged (its modification time) before it may be
+// removed as stale: a sim that has just created its directory has not
+// taken the lock yet.
 const staleAfter = time.Minute
 
 // removeStaleTempDirs removes the temporary data directories (sim-NNN in
@@ -41,7 +42,8 @@ const staleAfter = time.Minute
 // directory is stale when it is this user's, is marked temporary (a
 // --data directory never is), holds a lock file that no process holds (a
 // running sim holds its own; the system lets it go when the process ends,
-// on a local file system), and nothing in it has changed for staleAfter.
+// on a local file system), and no file has been added to it or removed
+// from it for staleAfter.
 // It returns the directories removed, and what could not be done.
 func removeStaleTempDirs(root string, now time.Time) (removed []string, err error) {
 	dirs, err := filepath.Glob(filepath.Join(root, tempDirPrefix+"*"))
@@ -88,8 +90,15 @@ func removeIfStale(dir string, now time.Time) (bool, error) {
 	if !markedTemporary(dir) {
 		return false, nil
 	}
-	if err := os.RemoveAll(dir); err != nil {
+	// Moved aside first, still under the lock: a sim that starts on this
+	// path as --data meanwhile makes a new directory rather than having
+	// its files removed.
+	gone := dir + ".stale"
+	if err := os.Rename(dir, gone); err != nil {
 		return false, fmt.Errorf("remove stale temporary data directory: %w", err)
+	}
+	if err := os.RemoveAll(gone); err != nil {
+		return true, fmt.Errorf("remove stale temporary data directory: %w", err)
 	}
 	return true, nil
 }

@@ -131,14 +131,8 @@ func (t faultTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !ok {
 		return t.base.RoundTrip(req)
 	}
-	if fault.Delay > 0 {
-		timer := time.NewTimer(fault.Delay)
-		select {
-		case <-timer.C:
-		case <-req.Context().Done():
-			timer.Stop()
-			return nil, req.Context().Err()
-		}
+	if !sleepFor(req.Context(), fault.Delay) {
+		return nil, req.Context().Err()
 	}
 	if fault.Down {
 		return nil, fmt.Errorf("dial %s: connection refused (fault injected)", req.URL.Host)

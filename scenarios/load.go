@@ -336,10 +336,14 @@ func load(ctx context.Context, opt LoadOptions, afterFlow func(*flowRun)) (LoadR
 		defer t.Stop()
 		defer cancel()
 	}
-	// When the run stopped starting flows (its time was up, or it was
-	// interrupted), in nanoseconds from its start; 0 while it has not.
-	var stoppedAt atomic.Int64
-	defer context.AfterFunc(runCtx, func() { stoppedAt.Store(max(1, int64(opt.Now().Sub(start)))) })()
+	// When an interruption stopped the run, as time from its start;
+	// interrupted is closed once it is set.
+	var interruptedAt time.Duration
+	interrupted := make(chan struct{})
+	defer context.AfterFunc(ctx, func() {
+		interruptedAt = opt.Now().Sub(start)
+		close(interrupted)
+	})()
 	progress := func() {
 		if opt.Progress != nil {
 			opt.Progress(LoadProgress{Done: done.Load(), Failed: failed.Load(), Elapsed: opt.Now().Sub(start), Flows: opt.Flows, Duration: opt.Duration})
@@ -424,10 +428,15 @@ func load(ctx context.Context, opt LoadOptions, afterFlow func(*flowRun)) (LoadR
 		// them, so say how many. (A flow taken up and waiting for its
 		// time when the run ended was not behind.)
 		end := elapsed
-		if at := stoppedAt.Load(); at > 0 {
-			end = min(end, time.Duration(at))
+		if opt.Duration > 0 {
+			end = min(end, opt.Duration)
 		}
-		due := int64(math.Min(end.Seconds()*opt.Rate, math.MaxInt32)) + 1
+		if ctx.Err() != nil {
+			<-interrupted
+			end = min(end, interruptedAt)
+		}
+		// Flow n is due before the end when (n-1)/Rate < end.
+		due := int64(math.Min(math.Ceil(end.Seconds()*opt.Rate), math.MaxInt32))
 		if opt.Flows > 0 {
 			due = min(due, int64(opt.Flows))
 		}
