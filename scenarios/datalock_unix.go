@@ -74,6 +74,9 @@ func removeIfStale(dir string, now time.Time) (bool, error) {
 	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Getuid() {
 		return false, nil
 	}
+	// Checked before locking too, so that a --data directory is never
+	// locked here even for a moment (its sim, starting, would find it in
+	// use); the check that counts is the one under the lock, below.
 	if !markedTemporary(dir) {
 		return false, nil
 	}
