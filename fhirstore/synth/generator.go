@@ -27,11 +27,11 @@ type person struct {
 	maritalMarried bool
 }
 
-// otherStub is one Other patient record before it gets an id. shared is
-// the shared identifier it carries (System "" when none).
+// otherStub is one Other patient record before it gets an id: the person
+// and the value of the shared identifier it carries ("" for none), packed
+// in the generator's people. It holds no pointer.
 type otherStub struct {
-	p       person
-	shared  Identifier
+	rec     packedRef
 	ehr     int32 // index into the EHR patients, -1 for Other-only
 	move    bool  // a duplicate registration: gets an older address
 	drifted bool
@@ -45,6 +45,7 @@ type generator struct {
 
 	ehr, other *sink
 	enc        *encoderPool
+	people     packedPeople // the Other records' people until they are written
 	ids        map[string]*idMaker
 
 	ehrMRN, otherMRN, sharedID *numberPerm
@@ -145,14 +146,14 @@ func (g *generator) run() error {
 		k := 0
 		switch t.Class {
 		case ClassShared:
-			stubs = append(stubs, otherStub{p: p, shared: ids[1], ehr: int32(i)})
+			stubs = append(stubs, otherStub{rec: g.people.add(p, ids[1].Value), ehr: int32(i)})
 			k = 1
 		case ClassOtherIDOnly:
-			stubs = append(stubs, otherStub{p: p, ehr: int32(i)})
+			stubs = append(stubs, otherStub{rec: g.people.add(p, ""), ehr: int32(i)})
 			k = 1
 		case ClassAmbiguous:
-			stubs = append(stubs, otherStub{p: p, shared: ids[1], ehr: int32(i)},
-				otherStub{p: p, shared: ids[1], ehr: int32(i), move: true})
+			rec := g.people.add(p, ids[1].Value)
+			stubs = append(stubs, otherStub{rec: rec, ehr: int32(i)}, otherStub{rec: rec, ehr: int32(i), move: true})
 			k = 2
 		}
 		if k > 0 {
@@ -167,18 +168,22 @@ func (g *generator) run() error {
 	// move (in EHR order) before the Other-only people are drawn.
 	for k := range stubs {
 		if stubs[k].move {
-			g.moved(&stubs[k].p) // the duplicate registration has an older address
+			p, shared := g.people.get(stubs[k].rec)
+			g.moved(&p) // the duplicate registration has an older address
+			stubs[k].rec = g.people.add(p, shared)
 		}
 	}
 	for range cfg.Overlap.OtherOnly {
 		p := g.newPerson()
-		stubs = append(stubs, otherStub{p: p, shared: Identifier{System: cfg.SharedSystem, Value: g.sharedID.format("", 9)}, ehr: -1})
+		stubs = append(stubs, otherStub{rec: g.people.add(p, g.sharedID.format("", 9)), ehr: -1})
 	}
 	drift := int(math.Round(cfg.Overlap.DemographicsDrift * float64(pairs)))
 	if pairs > 0 {
 		pick := g.f.Rand.Perm(pairs)[:drift]
 		for _, k := range pick {
-			g.drift(&stubs[k].p)
+			p, shared := g.people.get(stubs[k].rec)
+			g.drift(&p)
+			stubs[k].rec = g.people.add(p, shared)
 			stubs[k].drifted = true
 		}
 	}
@@ -193,15 +198,15 @@ func (g *generator) run() error {
 			return err
 		}
 		s := &stubs[k]
+		p, shared := g.people.get(s.rec)
 		id := g.newID("other", "Patient")
 		ids = append(ids[:0], Identifier{System: cfg.Other.MRNSystem, Value: g.otherMRN.format(mrnPrefix, 8)})
-		if s.shared.System != "" {
-			ids = append(ids, s.shared)
+		if shared != "" {
+			ids = append(ids, Identifier{System: cfg.SharedSystem, Value: shared})
 		}
-		g.other.add("Patient", id, patientJSON(s.p, ids, cfg.Other.MRNSystem, g.otherOrg, ""))
-		g.otherClinical(id, s.p.birth)
+		g.other.add("Patient", id, patientJSON(p, ids, cfg.Other.MRNSystem, g.otherOrg, ""))
+		g.otherClinical(id, p.birth)
 		ehr, drifted := s.ehr, s.drifted
-		*s = otherStub{} // its strings can go now
 		if ehr < 0 {
 			g.sum.OtherOnly = append(g.sum.OtherOnly, id)
 			continue
