@@ -218,6 +218,14 @@ func (l *Loader) flush(ctx context.Context) error {
 }
 
 func (l *Loader) write(ctx context.Context, items []loadItem) error {
+	// An interruption is honoured between batches. Within one, the
+	// statements run without it: modernc.org/sqlite watches a context
+	// that can be cancelled from a goroutine of its own for every
+	// statement, a few percent of a load's CPU.
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("load: %w", err)
+	}
+	ctx = context.WithoutCancel(ctx)
 	if !l.initial {
 		defer l.s.cache.invalidateAll()
 		return l.s.db.WriteTx(ctx, func(tx *sql.Tx) error {

@@ -3,10 +3,12 @@ package fhirstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -156,6 +158,59 @@ func TestLoadErrors(t *testing.T) {
 	}
 	if got := schema(t, s); len(got) != len(schema(t, openTestStore(t, ""))) {
 		t.Errorf("indexes after a failed load: %v", got)
+	}
+}
+
+// TestLoadStopsBetweenBatchesWhenCancelled: a load whose context is
+// cancelled stops at its next batch with the context's error; the
+// batches written before stay, whole, and the store stays searchable.
+func TestLoadStopsBetweenBatchesWhenCancelled(t *testing.T) {
+	for _, initial := range []bool{true, false} {
+		t.Run(fmt.Sprintf("initial=%v", initial), func(t *testing.T) {
+			s := openTestStore(t, "")
+			if !initial {
+				if err := s.Load(context.Background(), []json.RawMessage{json.RawMessage(`{"resourceType":"Patient","id":"first"}`)}, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			l, err := s.NewLoader(ctx, LoadOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			patient := func(i int) []byte {
+				return fmt.Appendf(nil, `{"resourceType":"Patient","id":"p%d","identifier":[{"system":"urn:mrn","value":"%d"}]}`, i, i)
+			}
+			for i := range loadBatch + 1 { // the first batch is written
+				if err := l.Add(ctx, patient(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cancel()
+			var addErr error
+			for i := loadBatch + 1; i < 2*loadBatch && addErr == nil; i++ {
+				addErr = l.Add(ctx, patient(i))
+			}
+			if !errors.Is(addErr, context.Canceled) {
+				t.Fatalf("Add after cancel: %v, want context.Canceled", addErr)
+			}
+			if err := l.Close(ctx); !errors.Is(err, context.Canceled) {
+				t.Fatalf("Close: %v, want context.Canceled", err)
+			}
+			bg := context.Background()
+			for _, mrn := range []string{"0", strconv.Itoa(loadBatch - 1)} {
+				if got, err := s.FindByIdentifier(bg, "Patient", "urn:mrn", mrn, 10); err != nil || len(got) != 1 {
+					t.Errorf("written batch, mrn %s: %+v %v", mrn, got, err)
+				}
+			}
+			if _, err := s.Read(bg, "Patient", "p"+strconv.Itoa(loadBatch)); err == nil {
+				t.Error("a resource queued after the cancel was written")
+			}
+			if got := schema(t, s); len(got) != len(schema(t, openTestStore(t, ""))) {
+				t.Errorf("indexes after a cancelled load: %v", got)
+			}
+		})
 	}
 }
 
