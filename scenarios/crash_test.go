@@ -140,19 +140,25 @@ func buildSimToKill(t *testing.T) string {
 	if runtime.GOOS == "windows" {
 		t.Skip("needs SIGKILL and flock")
 	}
-	bin := filepath.Join(t.TempDir(), "sim")
-	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "github.com/smart-sim/sim/cmd/sim")
+	return buildSim(t)
+}
+
+// buildSim builds the sim binary into a temporary directory.
+func buildSim(tb testing.TB) string {
+	tb.Helper()
+	bin := filepath.Join(tb.TempDir(), "sim")
+	build := exec.CommandContext(tb.Context(), "go", "build", "-o", bin, "github.com/smart-sim/sim/cmd/sim")
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+		tb.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
 }
 
 // startServe starts `sim serve` on ephemeral ports, on the data directory
 // dir ("": a temporary one), and waits for its ready-file.
-func startServe(t *testing.T, bin, dir string) (*exec.Cmd, Ready) {
-	t.Helper()
-	readyFile := filepath.Join(t.TempDir(), "ready.json")
+func startServe(tb testing.TB, bin, dir string) (*exec.Cmd, Ready) {
+	tb.Helper()
+	readyFile := filepath.Join(tb.TempDir(), "ready.json")
 	args := []string{"serve", "--port", "0", "--ready-file", readyFile, "--log-level", "error"}
 	if dir != "" {
 		args = append(args, "--data", dir)
@@ -162,9 +168,9 @@ func startServe(t *testing.T, bin, dir string) (*exec.Cmd, Ready) {
 	cmd.Stdout = io.Discard
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
@@ -175,7 +181,7 @@ func startServe(t *testing.T, bin, dir string) (*exec.Cmd, Ready) {
 			return cmd, rd
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("sim serve wrote no ready-file; stderr: %s", stderr.String())
+			tb.Fatalf("sim serve wrote no ready-file; stderr: %s", stderr.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -2,17 +2,12 @@ package scenarios
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // BenchmarkServeRSS builds the sim binary, starts `sim serve` on the
@@ -22,14 +17,10 @@ func BenchmarkServeRSS(b *testing.B) {
 	if runtime.GOOS != "linux" {
 		b.Skip("reads /proc")
 	}
-	bin := filepath.Join(b.TempDir(), "sim")
-	build := exec.CommandContext(b.Context(), "go", "build", "-o", bin, "github.com/smart-sim/sim/cmd/sim")
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildSim(b)
 	var idle, after, peak int64
 	for b.Loop() {
-		cmd, rd := startServeBench(b, bin)
+		cmd, rd := startServe(b, bin, "")
 		pid := cmd.Process.Pid
 		idle = procKB(b, pid, "VmRSS")
 		rep, err := Load(b.Context(), LoadOptions{Target: &rd, Flows: 500, Concurrency: 8})
@@ -43,35 +34,6 @@ func BenchmarkServeRSS(b *testing.B) {
 	b.ReportMetric(float64(idle)/1024, "idle-RSS-MB")
 	b.ReportMetric(float64(after)/1024, "after-500-flows-RSS-MB")
 	b.ReportMetric(float64(peak)/1024, "peak-RSS-MB")
-}
-
-// startServeBench starts `sim serve` on ephemeral ports and waits for its
-// ready-file.
-func startServeBench(b *testing.B, bin string) (*exec.Cmd, Ready) {
-	b.Helper()
-	readyFile := filepath.Join(b.TempDir(), "ready.json")
-	cmd := exec.Command(bin, "serve", "--port", "0", "--ready-file", readyFile, "--log-level", "error")
-	var stderr strings.Builder
-	cmd.Stdout = io.Discard
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var rd Ready
-		if raw, err := os.ReadFile(readyFile); err == nil && json.Unmarshal(raw, &rd) == nil && rd.API != "" {
-			return cmd, rd
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("sim serve wrote no ready-file; stderr: %s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // procKB reads a "Name:  N kB" line of /proc/PID/status.
