@@ -15,7 +15,8 @@ import (
 	"github.com/brianvoe/gofakeit/v6"
 )
 
-// person is the demographics both sides may hold for one human.
+// person is the demographics both sides may hold for one human. Its
+// fields are also packed and unpacked field by field (packedPeople).
 type person struct {
 	given          []string
 	family         string
@@ -220,6 +221,7 @@ func (g *generator) run() error {
 			t.Drifted = append(t.Drifted, id)
 		}
 	}
+	g.people = packedPeople{} // all written: the chunks can go
 	return nil
 }
 

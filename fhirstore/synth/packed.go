@@ -9,7 +9,9 @@ import (
 // while it writes the EHR side (up to a million), packed into large byte
 // chunks. A person as a struct of strings is a dozen small objects the
 // collector would walk on every cycle; packed, it is a handful of bytes in
-// a chunk that holds no pointer, and its handle is a number.
+// a chunk that holds no pointer, and its handle is a number. Nothing is
+// freed one person at a time: a person changed and packed again leaves its
+// old bytes behind until the whole is dropped.
 type packedPeople struct {
 	chunks [][]byte
 }
@@ -22,7 +24,12 @@ type packedRef struct {
 const packedChunkSize = 4 << 20
 
 // add packs p and the value of the shared identifier it carries ("" for
-// none) and returns where they are.
+// none) and returns where they are. The layout: a byte for married, the
+// number of given names, the birth's Unix seconds and nanoseconds (varints),
+// then the given names, family, gender, line, city, state, zip, phone,
+// e-mail and shared value, each as a length and its bytes. p.birth must be
+// in UTC (the generator's reference date is): get gives it back in UTC.
+// A field added to person must be added here and in get.
 func (pp *packedPeople) add(p person, shared string) packedRef {
 	var buf [512]byte
 	b := buf[:0]

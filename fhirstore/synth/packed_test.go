@@ -7,13 +7,17 @@ import (
 	"time"
 )
 
-// TestPackedPeopleRoundTrip: every person the generator makes, and people
-// at the edges of the encoding, come back from the packing unchanged, with
-// the shared identifier's value beside them, across chunk boundaries.
+// TestPackedPeopleRoundTrip: people the generator makes, and people at the
+// edges of the encoding, come back from the packing unchanged, with the
+// shared identifier's value beside them, in every chunk.
 func TestPackedPeopleRoundTrip(t *testing.T) {
 	cfg := testConfig(KindImaging)
 	g := newGenerator(cfg, func(string, []Resource) error { return nil })
-	defer g.enc.close()
+	defer func() {
+		g.ehr.finish()
+		g.other.finish()
+		g.enc.close()
+	}()
 
 	type entry struct {
 		p      person
@@ -39,23 +43,31 @@ func TestPackedPeopleRoundTrip(t *testing.T) {
 			birth: time.Date(2300, 12, 31, 23, 59, 59, 999_999_999, time.UTC)}, long},
 	)
 
+	// Enough people to fill several chunks, read back in any order: refs
+	// in later chunks, some at offset 0, must find their own person.
 	var pp packedPeople
-	refs := make([]packedRef, len(want))
-	for i, e := range want {
-		refs[i] = pp.add(e.p, e.shared)
+	var refs []packedRef
+	for i := 0; len(pp.chunks) < 3; i++ {
+		e := want[i%len(want)]
+		refs = append(refs, pp.add(e.p, e.shared))
 	}
-	// Enough people to fill several chunks, so that refs cross chunk
-	// boundaries.
-	for len(pp.chunks) < 3 {
-		pp.add(want[0].p, want[0].shared)
-	}
-	for i, e := range want {
+	startsAChunk := 0
+	for i := len(refs) - 1; i >= 0; i-- {
+		e := want[i%len(want)]
 		p, shared := pp.get(refs[i])
 		if !reflect.DeepEqual(p, e.p) || !p.birth.Equal(e.p.birth) || p.birth.Location() != e.p.birth.Location() || shared != e.shared {
-			t.Fatalf("person %d: got %+v, %q; want %+v, %q", i, p, shared, e.p, e.shared)
+			t.Fatalf("person %d (%+v): got %+v, %q; want %+v, %q", i, refs[i], p, shared, e.p, e.shared)
+		}
+		if refs[i].chunk > 0 && refs[i].off == 0 {
+			startsAChunk++
 		}
 	}
-	if pp.chunks[0] == nil || len(pp.chunks[0]) > packedChunkSize {
-		t.Fatalf("first chunk holds %d bytes, want at most %d", len(pp.chunks[0]), packedChunkSize)
+	if startsAChunk != len(pp.chunks)-1 {
+		t.Errorf("%d people start a chunk after the first, want %d", startsAChunk, len(pp.chunks)-1)
+	}
+	for i, c := range pp.chunks {
+		if len(c) > packedChunkSize {
+			t.Errorf("chunk %d holds %d bytes, more than %d", i, len(c), packedChunkSize)
+		}
 	}
 }
