@@ -103,7 +103,10 @@ type loadItem struct {
 	doc    map[string]any
 }
 
-// NewLoader starts a bulk load. Close must be called.
+// NewLoader starts a bulk load. Close must be called, also after an error:
+// it commits the batches written and, after an initial load, builds the
+// indexes. A cancelled context stops the load at its next batch (a batch
+// under way is finished); Close then keeps the batches written before.
 func (s *Store) NewLoader(ctx context.Context, opt LoadOptions) (*Loader, error) {
 	l := &Loader{s: s, opt: opt}
 	var any int
@@ -219,9 +222,13 @@ func (l *Loader) flush(ctx context.Context) error {
 
 func (l *Loader) write(ctx context.Context, items []loadItem) error {
 	// An interruption is honoured between batches. Within one, the
-	// statements run without it: modernc.org/sqlite watches a context
-	// that can be cancelled from a goroutine of its own for every
-	// statement, a few percent of a load's CPU.
+	// statements run without it, for two reasons. An initial load's
+	// transaction spans batches, and database/sql rolls back a transaction
+	// begun with a context when that context is cancelled: the batches
+	// already written, which Close commits after any other error, would be
+	// lost. And modernc.org/sqlite watches a context that can be
+	// cancelled from a goroutine of its own for every statement, a sixth
+	// of a load's CPU.
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("load: %w", err)
 	}
@@ -255,7 +262,7 @@ func (l *Loader) write(ctx context.Context, items []loadItem) error {
 		return fmt.Errorf("load: %w", err)
 	}
 	if err := l.writeItems(ctx, l.ins, items); err != nil {
-		_, rerr := l.tx.ExecContext(context.WithoutCancel(ctx), `ROLLBACK TO load_batch`)
+		_, rerr := l.tx.ExecContext(ctx, `ROLLBACK TO load_batch`)
 		if rerr != nil {
 			l.endTx(false)
 		}

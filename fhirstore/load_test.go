@@ -207,8 +207,17 @@ func TestLoadStopsBetweenBatchesWhenCancelled(t *testing.T) {
 			if _, err := s.Read(bg, "Patient", "p"+strconv.Itoa(loadBatch)); err == nil {
 				t.Error("a resource queued after the cancel was written")
 			}
-			if got := schema(t, s); len(got) != len(schema(t, openTestStore(t, ""))) {
-				t.Errorf("indexes after a cancelled load: %v", got)
+			if got, want := schema(t, s), schema(t, openTestStore(t, "")); !slices.Equal(got, want) {
+				t.Errorf("indexes after a cancelled load:\n%v\nwant\n%v", got, want)
+			}
+			for _, p := range []struct {
+				name string
+				want int
+			}{{"synchronous", 1}, {"cache_size", -normalCacheKiB}, {"temp_store", 2}} {
+				var v int
+				if err := s.db.Write.QueryRow(`PRAGMA ` + p.name).Scan(&v); err != nil || v != p.want {
+					t.Errorf("pragma %s = %d (%v), want %d", p.name, v, err, p.want)
+				}
 			}
 		})
 	}
