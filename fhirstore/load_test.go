@@ -35,6 +35,20 @@ func schema(t *testing.T, s *Store) []string {
 	return out
 }
 
+// checkNormalPragmas: the writer is back to the settings outside a load.
+func checkNormalPragmas(t *testing.T, s *Store) {
+	t.Helper()
+	for _, p := range []struct {
+		name string
+		want int
+	}{{"synchronous", 1}, {"cache_size", -normalCacheKiB}, {"temp_store", 2}} {
+		var v int
+		if err := s.db.Write.QueryRow(`PRAGMA ` + p.name).Scan(&v); err != nil || v != p.want {
+			t.Errorf("pragma %s = %d (%v), want %d", p.name, v, err, p.want)
+		}
+	}
+}
+
 // TestInitialLoadRebuildsIndexes: an initial load ends with exactly the
 // migrations' indexes (the deferred list matches them) and restores the
 // normal pragmas; a load into a non-empty store defers nothing.
@@ -71,15 +85,7 @@ func TestInitialLoadRebuildsIndexes(t *testing.T) {
 	if got := schema(t, s); !slices.Equal(got, want) {
 		t.Errorf("indexes after the load:\n%v\nwant\n%v", got, want)
 	}
-	for _, p := range []struct {
-		name string
-		want int
-	}{{"synchronous", 1}, {"cache_size", -normalCacheKiB}, {"temp_store", 2}} {
-		var v int
-		if err := s.db.Write.QueryRow(`PRAGMA ` + p.name).Scan(&v); err != nil || v != p.want {
-			t.Errorf("pragma %s = %d (%v), want %d", p.name, v, err, p.want)
-		}
-	}
+	checkNormalPragmas(t, s)
 	l, err = s.NewLoader(ctx, LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -210,15 +216,7 @@ func TestLoadStopsBetweenBatchesWhenCancelled(t *testing.T) {
 			if got, want := schema(t, s), schema(t, openTestStore(t, "")); !slices.Equal(got, want) {
 				t.Errorf("indexes after a cancelled load:\n%v\nwant\n%v", got, want)
 			}
-			for _, p := range []struct {
-				name string
-				want int
-			}{{"synchronous", 1}, {"cache_size", -normalCacheKiB}, {"temp_store", 2}} {
-				var v int
-				if err := s.db.Write.QueryRow(`PRAGMA ` + p.name).Scan(&v); err != nil || v != p.want {
-					t.Errorf("pragma %s = %d (%v), want %d", p.name, v, err, p.want)
-				}
-			}
+			checkNormalPragmas(t, s)
 		})
 	}
 }
