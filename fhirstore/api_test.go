@@ -84,6 +84,9 @@ func TestCRUDOverHTTP(t *testing.T) {
 func TestErrorsAreOperationOutcomes(t *testing.T) {
 	ts := newTestServer(t, func(c *HandlerConfig) { c.MaxBodyBytes = 4096 })
 	ts.mustStatus(t, 201, "PUT", "/Patient/a", `{"resourceType":"Patient","id":"a"}`)
+	// A primitive's extensions ("_" and the element's name) are not a
+	// miscased element.
+	ts.mustStatus(t, 201, "POST", "/Patient", `{"resourceType":"Patient","birthDate":"1970-01-01","_birthDate":{"extension":[{"url":"http://example.org/x","valueString":"y"}]}}`)
 	tests := []struct {
 		name         string
 		method, path string
@@ -101,6 +104,10 @@ func TestErrorsAreOperationOutcomes(t *testing.T) {
 		{"unknown field", "POST", "/Patient", `{"resourceType":"Patient","colour":"red"}`, nil, 400, ""},
 		{"bad code", "POST", "/Patient", `{"resourceType":"Patient","gender":"blue"}`, nil, 400, "Patient.gender"},
 		{"empty string", "POST", "/Patient", `{"resourceType":"Patient","name":[{"family":""}]}`, nil, 400, "Patient.name[0].family"},
+		{"miscased element", "POST", "/Patient", `{"resourceType":"Patient","Gender":"male"}`, nil, 400, "Patient.Gender"},
+		{"miscased primitive extension", "POST", "/Patient", `{"resourceType":"Patient","_BirthDate":{"id":"x"}}`, nil, 400, "Patient._BirthDate"},
+		{"miscased contained", "POST", "/Patient", `{"resourceType":"Patient","Contained":[{}]}`, nil, 400, "Patient.Contained"},
+		{"miscased inside contained", "PUT", "/Patient/a", `{"resourceType":"Patient","id":"a","contained":[{"resourceType":"Patient","Contained":[{}]}]}`, nil, 400, "Patient.contained[0].Contained"},
 		{"missing required", "POST", "/Observation", `{"resourceType":"Observation","code":{"text":"x"}}`, nil, 422, "Observation"},
 		{"wrong type in body", "POST", "/Patient", `{"resourceType":"Observation","status":"final","code":{"text":"x"}}`, nil, 400, "resourceType"},
 		{"id mismatch", "PUT", "/Patient/a", `{"resourceType":"Patient","id":"b"}`, nil, 400, "Patient.id"},

@@ -60,10 +60,10 @@ type Resource struct {
 // (required elements, reference targets, formats) is a 422 naming the
 // elements in expression.
 func (c *Codec) Parse(body []byte) (*Resource, error) {
-	if path, ok := emptyString(body); ok {
+	if path, problem, ok := unacceptedJSON(body); ok {
 		return nil, &OutcomeError{Status: http.StatusBadRequest, Issues: []Issue{{
 			Severity: "error", Code: "structure",
-			Diagnostics: "empty strings are not allowed in FHIR JSON",
+			Diagnostics: problem,
 			Expression:  []string{path},
 		}}}
 	}
@@ -188,15 +188,20 @@ func parseError(err error) *OutcomeError {
 	return oe
 }
 
-// emptyString reports the path of the first empty string value in a JSON
-// document (FHIRPath-like, e.g. Patient.name[0].family). jsonformat v0.7.4
-// accepts "" although FHIR forbids it. Malformed JSON is left to jsonformat.
-func emptyString(body []byte) (string, bool) {
+// unacceptedJSON reports the path (FHIRPath-like, e.g.
+// Patient.name[0].family) and the problem of the first thing in a JSON
+// document that FHIR forbids and jsonformat v0.7.4 accepts: an empty
+// string, or an element name that does not start with a lower-case letter
+// (FHIR JSON names are case-sensitive and every R4 element's starts so,
+// after the "_" of a primitive's extensions; jsonformat matches "Gender"
+// to gender, and a miscased "Contained" entry reaches the marshaller as a
+// resource of no type). Malformed JSON is left to jsonformat.
+func unacceptedJSON(body []byte) (path, problem string, found bool) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var doc any
 	if err := dec.Decode(&doc); err != nil {
-		return "", false
+		return "", "", false
 	}
 	root := "Resource"
 	if m, ok := doc.(map[string]any); ok {
@@ -204,17 +209,19 @@ func emptyString(body []byte) (string, bool) {
 			root = rt
 		}
 	}
-	return findEmpty(doc, root, 0)
+	return findUnaccepted(doc, root, 0)
 }
 
-func findEmpty(v any, path string, depth int) (string, bool) {
+const emptyStringProblem = "empty strings are not allowed in FHIR JSON"
+
+func findUnaccepted(v any, path string, depth int) (string, string, bool) {
 	if depth > maxNestingDepth*2 {
-		return "", false
+		return "", "", false
 	}
 	switch x := v.(type) {
 	case string:
 		if x == "" {
-			return path, true
+			return path, emptyStringProblem, true
 		}
 	case map[string]any:
 		keys := make([]string, 0, len(x))
@@ -224,18 +231,21 @@ func findEmpty(v any, path string, depth int) (string, bool) {
 		sort.Strings(keys)
 		for _, k := range keys {
 			if k == "" {
-				return path, true
+				return path, emptyStringProblem, true
 			}
-			if p, ok := findEmpty(x[k], path+"."+k, depth+1); ok {
-				return p, true
+			if name := strings.TrimPrefix(k, "_"); name == "" || name[0] < 'a' || name[0] > 'z' {
+				return path + "." + k, fmt.Sprintf("unknown element %q: FHIR JSON names are case-sensitive and start with a lower-case letter", k), true
+			}
+			if p, problem, ok := findUnaccepted(x[k], path+"."+k, depth+1); ok {
+				return p, problem, true
 			}
 		}
 	case []any:
 		for i, e := range x {
-			if p, ok := findEmpty(e, path+"["+strconv.Itoa(i)+"]", depth+1); ok {
-				return p, true
+			if p, problem, ok := findUnaccepted(e, path+"["+strconv.Itoa(i)+"]", depth+1); ok {
+				return p, problem, true
 			}
 		}
 	}
-	return "", false
+	return "", "", false
 }
