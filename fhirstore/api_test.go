@@ -149,6 +149,21 @@ func TestErrorsAreOperationOutcomes(t *testing.T) {
 	}
 }
 
+// TestMiscasedNamesAtAnyDepth: a miscased "ValueString" at the bottom of a
+// chain of extensions (jsonformat alone takes it for valueString) is a 400
+// at every depth, around where the pre-check stops walking and
+// jsonformat's nesting limit takes over.
+func TestMiscasedNamesAtAnyDepth(t *testing.T) {
+	ts := newTestServer(t, nil)
+	for _, levels := range []int{1, 62, 63, 64, 65, 66, 70} {
+		body := `{"resourceType":"Patient",` + strings.Repeat(`"extension":[{"url":"http://example.org/x",`, levels) +
+			`"ValueString":"a"` + strings.Repeat(`}]`, levels) + `}`
+		if r := ts.do(t, "POST", "/Patient", body); r.status != 400 {
+			t.Errorf("%d levels: status %d, want 400: %s", levels, r.status, r.body)
+		}
+	}
+}
+
 func TestLenientSearchReportsIgnoredParameters(t *testing.T) {
 	ts := newTestServer(t, nil)
 	ts.mustStatus(t, 201, "PUT", "/Patient/a", `{"resourceType":"Patient","id":"a"}`)

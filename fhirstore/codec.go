@@ -188,14 +188,18 @@ func parseError(err error) *OutcomeError {
 	return oe
 }
 
-// unacceptedJSON reports the path (FHIRPath-like, e.g.
-// Patient.name[0].family) and the problem of the first thing in a JSON
-// document that FHIR forbids and jsonformat v0.7.4 accepts: an empty
-// string, or an element name that does not start with a lower-case letter
-// (FHIR JSON names are case-sensitive and every R4 element's starts so,
-// after the "_" of a primitive's extensions; jsonformat matches "Gender"
-// to gender, and a miscased "Contained" entry reaches the marshaller as a
-// resource of no type). Malformed JSON is left to jsonformat.
+// unacceptedJSON reports the first thing in a JSON document that FHIR
+// forbids and jsonformat v0.7.4 accepts, with its path (FHIRPath-like, e.g.
+// Patient.name[0].family) and the problem:
+//   - an empty string;
+//   - an element name that does not start with a lower-case letter after
+//     an optional "_" (a primitive's extensions). FHIR JSON names are
+//     case-sensitive and every R4 element's starts lower-case, but
+//     jsonformat lower-cases the first letter before looking a name up: it
+//     takes "Gender" for gender, and a miscased "Contained" entry reaches
+//     the marshaller as a resource of no type (a 500).
+//
+// Malformed JSON is left to jsonformat.
 func unacceptedJSON(body []byte) (path, problem string, found bool) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
@@ -214,7 +218,11 @@ func unacceptedJSON(body []byte) (path, problem string, found bool) {
 
 const emptyStringProblem = "empty strings are not allowed in FHIR JSON"
 
-func findUnaccepted(v any, path string, depth int) (string, string, bool) {
+// findUnaccepted is unacceptedJSON's walk over a decoded value at path.
+func findUnaccepted(v any, path string, depth int) (at, problem string, found bool) {
+	// The walk counts a level per element name and per array index, so at
+	// most two per level jsonformat counts (per name): whatever lies below
+	// this depth is refused by jsonformat's own nesting limit.
 	if depth > maxNestingDepth*2 {
 		return "", "", false
 	}
@@ -230,22 +238,29 @@ func findUnaccepted(v any, path string, depth int) (string, string, bool) {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			if k == "" {
+			if k == "" { // an empty name is an empty string, at its object
 				return path, emptyStringProblem, true
 			}
-			if name := strings.TrimPrefix(k, "_"); name == "" || name[0] < 'a' || name[0] > 'z' {
+			if !elementName(k) {
 				return path + "." + k, fmt.Sprintf("unknown element %q: FHIR JSON names are case-sensitive and start with a lower-case letter", k), true
 			}
-			if p, problem, ok := findUnaccepted(x[k], path+"."+k, depth+1); ok {
-				return p, problem, true
+			if at, problem, found := findUnaccepted(x[k], path+"."+k, depth+1); found {
+				return at, problem, true
 			}
 		}
 	case []any:
 		for i, e := range x {
-			if p, problem, ok := findUnaccepted(e, path+"["+strconv.Itoa(i)+"]", depth+1); ok {
-				return p, problem, true
+			if at, problem, found := findUnaccepted(e, path+"["+strconv.Itoa(i)+"]", depth+1); found {
+				return at, problem, true
 			}
 		}
 	}
 	return "", "", false
+}
+
+// elementName tells whether k may name an R4 element in JSON: a lower-case
+// ASCII letter first, after the "_" of a primitive's extensions.
+func elementName(k string) bool {
+	name := strings.TrimPrefix(k, "_")
+	return name != "" && name[0] >= 'a' && name[0] <= 'z'
 }
