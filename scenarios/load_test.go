@@ -205,15 +205,17 @@ func TestLoadRate(t *testing.T) {
 		t.Fatalf("elapsed %.2fs: the flows did not wait until they were due (the last at 1.95 s)", rep.ElapsedS)
 	}
 
-	// For a second: the 20 flows due (at 0, 50, …, 950 ms) all begin on
-	// time, and none is reported left behind. (The 21st, due at the very
-	// end, may race the end and finish.)
-	rep, err = scenarios.Load(t.Context(), scenarios.LoadOptions{Target: &rd, Direction: "ehr", Duration: time.Second, Concurrency: 4, Rate: 20})
+	// For a second, with a worker for each flow due (at 0, 50, …, 950 ms,
+	// and perhaps one at the very end): every flow begins when due, so
+	// none is reported left behind, however slow the machine. The flows
+	// still under way at the end are cut short and not counted, so only
+	// an upper bound holds for those done.
+	rep, err = scenarios.Load(t.Context(), scenarios.LoadOptions{Target: &rd, Direction: "ehr", Duration: time.Second, Concurrency: 21, Rate: 20})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Flows < 20 || rep.Flows > 21 || rep.Failed != 0 || rep.DueNotStarted != 0 {
-		t.Fatalf("%d flows, %d failed (%v), %d due and not begun: want the 20 due, none failed or left behind", rep.Flows, rep.Failed, rep.Errors, rep.DueNotStarted)
+	if rep.Flows > 21 || rep.Failed != 0 || rep.DueNotStarted != 0 {
+		t.Fatalf("%d flows, %d failed (%v), %d due and not begun: want at most the 21 due done, none failed or left behind", rep.Flows, rep.Failed, rep.Errors, rep.DueNotStarted)
 	}
 }
 
