@@ -1,0 +1,218 @@
+package fhirstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// An initial load does not insert its search index rows into token_idx,
+// string_idx and ref_idx as it goes. Those tables are B-trees keyed by
+// value (token_idx by type, param, value, system, vid). Rows arriving in
+// the order of the resources land all over trees that, at a million
+// resources, are far larger than the page cache, and each insert reads
+// and rewrites a page of its own. So the rows are appended to staging
+// tables in the temporary database instead: rowid tables without an
+// index, filled page after page. Close then moves each staging table
+// into its index table in key order, sorted by SQLite's external sorter,
+// so that each tree is built from left to right. date_idx needs no
+// staging: it is a rowid table already, whose indexes an initial load
+// builds at Close.
+//
+// The staging tables live on the writer connection, in the temporary
+// database, which an initial load keeps in files (temp_store = FILE),
+// in the directory of $TMPDIR: they take about as much room there as
+// the index tables take in the store. They are inside the load's
+// transactions, so a batch rolled back to its savepoint takes its staged
+// rows with it. Setting temp_store back at the end of the load deletes
+// whatever a failed load left in them.
+
+// stagedTable is an index table an initial load fills through a staging
+// table.
+type stagedTable struct {
+	table string // the index table
+	cols  string // its columns, in the order rows are inserted
+	key   string // its primary key: the order rows are moved in
+}
+
+var stagedTables = []stagedTable{
+	{"token_idx", "type, param, value, system, vid", "type, param, value, system, vid"},
+	{"string_idx", "type, param, norm, raw, vid", "type, param, norm, raw, vid"},
+	{"ref_idx", "type, param, ttype, tid, base, vid", "type, param, tid, ttype, base, vid"},
+}
+
+func (t stagedTable) staging() string { return "temp.load_" + t.table }
+
+// createStaging makes empty staging tables on the writer connection.
+func createStaging(ctx context.Context, db *sql.DB) error {
+	for _, t := range stagedTables {
+		if _, err := db.ExecContext(ctx, `DROP TABLE IF EXISTS `+t.staging()); err != nil {
+			return fmt.Errorf("drop %s: %w", t.staging(), err)
+		}
+		if _, err := db.ExecContext(ctx, `CREATE TABLE `+t.staging()+` (`+t.cols+`)`); err != nil {
+			return fmt.Errorf("create %s: %w", t.staging(), err)
+		}
+	}
+	return nil
+}
+
+// moveStaged moves every staging table into its index table, in key
+// order, one transaction a table (each commit lets the WAL be
+// checkpointed before the next table is written), and drops it. A table
+// that fails does not stop the others.
+func moveStaged(ctx context.Context, s *Store) error {
+	var errs []error
+	for _, t := range stagedTables {
+		err := s.db.WriteTx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO main.`+t.table+` (`+t.cols+`) SELECT `+t.cols+` FROM `+t.staging()+` ORDER BY `+t.key); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `DROP TABLE `+t.staging())
+			return err
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("move index rows into %s: %w", t.table, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// rowsPerInsert is how many rows one INSERT of an initial load's index
+// rows carries: the fixed cost of a statement in database/sql and the
+// driver is paid once for them all.
+const rowsPerInsert = 64
+
+// bulkInsert inserts rows into one table, rowsPerInsert to a statement.
+type bulkInsert struct {
+	cols      int
+	one, many *sql.Stmt
+	args      []any // rows waiting for a statement, cols values each
+}
+
+func prepareBulk(ctx context.Context, tx *sql.Tx, table, cols string) (*bulkInsert, error) {
+	n := strings.Count(cols, ",") + 1
+	row := "(?" + strings.Repeat(", ?", n-1) + ")"
+	q := `INSERT INTO ` + table + ` (` + cols + `) VALUES `
+	b := &bulkInsert{cols: n, args: make([]any, 0, n*rowsPerInsert)}
+	var err error
+	if b.one, err = tx.PrepareContext(ctx, q+row); err != nil {
+		return nil, fmt.Errorf("prepare insert into %s: %w", table, err)
+	}
+	if b.many, err = tx.PrepareContext(ctx, q+row+strings.Repeat(", "+row, rowsPerInsert-1)); err != nil {
+		b.one.Close()
+		return nil, fmt.Errorf("prepare insert into %s: %w", table, err)
+	}
+	return b, nil
+}
+
+// add queues a row of cols values and inserts the queue once it is full.
+func (b *bulkInsert) add(ctx context.Context, row ...any) error {
+	b.args = append(b.args, row...)
+	if len(b.args) < b.cols*rowsPerInsert {
+		return nil
+	}
+	defer b.discard()
+	_, err := b.many.ExecContext(ctx, b.args...)
+	return err
+}
+
+// flush inserts the rows queued, one statement each.
+func (b *bulkInsert) flush(ctx context.Context) error {
+	defer b.discard()
+	for i := 0; i < len(b.args); i += b.cols {
+		if _, err := b.one.ExecContext(ctx, b.args[i:i+b.cols]...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *bulkInsert) discard() {
+	clear(b.args)
+	b.args = b.args[:0]
+}
+
+func (b *bulkInsert) close() {
+	b.one.Close()
+	b.many.Close()
+}
+
+// stagedIndex writes an initial load's index rows: the token, string and
+// reference rows into the staging tables, the date rows into date_idx.
+type stagedIndex struct {
+	tok, str, date, ref *bulkInsert
+}
+
+func prepareStagedIndex(ctx context.Context, tx *sql.Tx) (*stagedIndex, error) {
+	var si stagedIndex
+	for _, p := range []struct {
+		dst         **bulkInsert
+		table, cols string
+	}{
+		{&si.tok, stagedTables[0].staging(), stagedTables[0].cols},
+		{&si.str, stagedTables[1].staging(), stagedTables[1].cols},
+		{&si.ref, stagedTables[2].staging(), stagedTables[2].cols},
+		{&si.date, "date_idx", "type, param, lo, hi, vid"},
+	} {
+		b, err := prepareBulk(ctx, tx, p.table, p.cols)
+		if err != nil {
+			si.close()
+			return nil, err
+		}
+		*p.dst = b
+	}
+	return &si, nil
+}
+
+// add queues the index rows of the version vid of a resource of type rt.
+func (si *stagedIndex) add(ctx context.Context, rt string, ix indexRows, vid int64) error {
+	for _, r := range ix.tokens {
+		if err := si.tok.add(ctx, rt, r.param, r.value, r.system, vid); err != nil {
+			return fmt.Errorf("index %s: %w", rt, err)
+		}
+	}
+	for _, r := range ix.strings {
+		if err := si.str.add(ctx, rt, r.param, r.norm, r.raw, vid); err != nil {
+			return fmt.Errorf("index %s: %w", rt, err)
+		}
+	}
+	for _, r := range ix.dates {
+		if err := si.date.add(ctx, rt, r.param, r.lo, r.hi, vid); err != nil {
+			return fmt.Errorf("index %s: %w", rt, err)
+		}
+	}
+	for _, r := range ix.refs {
+		if err := si.ref.add(ctx, rt, r.param, r.ttype, r.tid, r.base, vid); err != nil {
+			return fmt.Errorf("index %s: %w", rt, err)
+		}
+	}
+	return nil
+}
+
+// flush writes every row queued, so that a batch ends whole.
+func (si *stagedIndex) flush(ctx context.Context) error {
+	var errs []error
+	for _, b := range []*bulkInsert{si.tok, si.str, si.date, si.ref} {
+		if err := b.flush(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("index: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// discard drops the rows queued (after a batch failed).
+func (si *stagedIndex) discard() {
+	for _, b := range []*bulkInsert{si.tok, si.str, si.date, si.ref} {
+		b.discard()
+	}
+}
+
+func (si *stagedIndex) close() {
+	for _, b := range []*bulkInsert{si.tok, si.str, si.date, si.ref} {
+		if b != nil {
+			b.close()
+		}
+	}
+}
