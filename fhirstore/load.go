@@ -82,8 +82,9 @@ const (
 // store (an initial load) it also runs without fsync, with a larger page
 // cache, stages its search index rows and moves them into the index tables
 // at Close (loadstage.go), and builds the secondary indexes there. Resources
-// become visible batch by batch; in an initial load, a search by a
-// parameter finds them only after Close. A Loader is not safe for
+// become visible batch by batch, and in an initial load ten batches at a
+// time (its transaction spans them); there a search by a token, string or
+// reference parameter finds them only after Close. A Loader is not safe for
 // concurrent use; loaders of different stores run in parallel.
 type Loader struct {
 	s       *Store
@@ -97,10 +98,11 @@ type Loader struct {
 	// An initial load keeps its transaction open over txChunks batches:
 	// every commit writes each page it dirtied to the WAL again. Its index
 	// rows go through staged (loadstage.go).
-	tx     *sql.Tx
-	ins    *inserter
-	staged *stagedIndex
-	chunks int
+	tx       *sql.Tx
+	ins      *inserter
+	staged   *stagedIndex
+	chunks   int
+	txChunks int // batches a transaction: txChunks, lowered by tests
 }
 
 // txChunks is how many batches of 5000 an initial load commits at once.
@@ -118,7 +120,14 @@ type loadItem struct {
 // indexes. A cancelled context stops the load at its next batch (a batch
 // under way is finished); Close then keeps the batches written before.
 func (s *Store) NewLoader(ctx context.Context, opt LoadOptions) (*Loader, error) {
-	l := &Loader{s: s, opt: opt}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("start load: %w", err)
+	}
+	// Like the batches (see write), the set-up runs without cancellation:
+	// database/sql drops a connection whose statement was interrupted, and
+	// the writer's connection holds an initial load's staging tables.
+	ctx = context.WithoutCancel(ctx)
+	l := &Loader{s: s, opt: opt, txChunks: txChunks}
 	var any int
 	if err := s.db.Write.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM res LIMIT 1)`).Scan(&any); err != nil {
 		return nil, fmt.Errorf("start load: %w", err)
@@ -281,6 +290,8 @@ func (l *Loader) write(ctx context.Context, items []loadItem) error {
 	}
 	// A savepoint keeps the load all or nothing per batch: a failed batch
 	// is undone, the batches before it stay and are committed by Close.
+	// (Should the rollback to the savepoint fail, the whole open
+	// transaction is rolled back: up to txChunks-1 batches before it go.)
 	if _, err := l.tx.ExecContext(ctx, `SAVEPOINT load_batch`); err != nil {
 		return fmt.Errorf("load: %w", err)
 	}
@@ -295,7 +306,7 @@ func (l *Loader) write(ctx context.Context, items []loadItem) error {
 	if _, err := l.tx.ExecContext(ctx, `RELEASE load_batch`); err != nil {
 		return fmt.Errorf("load: %w", err)
 	}
-	if l.chunks++; l.chunks%txChunks == 0 {
+	if l.chunks++; l.chunks%l.txChunks == 0 {
 		return l.endTx(true)
 	}
 	return nil
@@ -504,9 +515,9 @@ func isUniqueViolation(err error) bool {
 }
 
 // Close writes what is queued (after an error: the batches written before
-// it) and ends the load; an initial load builds
-// its secondary indexes and gathers planner statistics here and restores
-// the store's normal settings. It returns the first error of the load.
+// it) and ends the load; an initial load moves its staged index rows into
+// the index tables, builds its secondary indexes and restores the store's
+// normal settings here. It returns the errors of the load.
 func (l *Loader) Close(ctx context.Context) error {
 	if l.closed {
 		return l.err
@@ -527,28 +538,39 @@ func (l *Loader) Close(ctx context.Context) error {
 	// The index rows are moved and the indexes built even after an error:
 	// the store must stay searchable with what was committed.
 	bctx := context.WithoutCancel(ctx)
-	_, cerr := l.s.db.Write.ExecContext(bctx, `PRAGMA cache_size = -`+strconv.Itoa(buildCacheKiB))
-	merr := moveStaged(bctx, l.s)
+	var errs []error
+	if _, err := l.s.db.Write.ExecContext(bctx, `PRAGMA cache_size = -`+strconv.Itoa(buildCacheKiB)); err != nil {
+		errs = append(errs, fmt.Errorf("set the page cache for the index builds: %w", err))
+	}
+	if err := moveStaged(bctx, l.s); err != nil {
+		errs = append(errs, err)
+	}
 	err := l.s.db.WriteTx(bctx, func(tx *sql.Tx) error {
 		for _, ix := range deferredIndexes {
 			if _, err := tx.ExecContext(bctx, ix.create); err != nil {
-				return fmt.Errorf("build index %s: %w", ix.name, err)
+				return fmt.Errorf("%s: %w", ix.name, err)
 			}
 		}
 		return nil
 	})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("build indexes: %w", err))
+	}
 	// Back to synchronous=NORMAL first: the checkpoint then syncs the WAL
 	// and the database file, so what the load wrote without fsync is on
 	// disk before the caller records the store as loaded.
-	perr := l.restorePragmas(bctx)
-	if err == nil && perr == nil {
-		_, err = l.s.db.Write.ExecContext(bctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
+	if err := l.restorePragmas(bctx); err != nil {
+		errs = append(errs, fmt.Errorf("restore the store's settings: %w", err))
 	}
-	err = errors.Join(l.err, cerr, merr, err, perr)
-	if err != nil {
-		return fmt.Errorf("load: %w", err)
+	if len(errs) == 0 {
+		if _, err := l.s.db.Write.ExecContext(bctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+			errs = append(errs, fmt.Errorf("checkpoint: %w", err))
+		}
 	}
-	return nil
+	if len(errs) > 0 {
+		return errors.Join(l.err, fmt.Errorf("end load: %w", errors.Join(errs...)))
+	}
+	return l.err
 }
 
 // spliceMeta inserts "meta":{"lastUpdated":…,"versionId":…} into a

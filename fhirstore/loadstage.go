@@ -22,12 +22,15 @@ import (
 // builds at Close.
 //
 // The staging tables live on the writer connection, in the temporary
-// database, which an initial load keeps in files (temp_store = FILE),
-// in the directory of $TMPDIR: they take about as much room there as
-// the index tables take in the store. They are inside the load's
-// transactions, so a batch rolled back to its savepoint takes its staged
-// rows with it. Setting temp_store back at the end of the load deletes
-// whatever a failed load left in them.
+// database, which an initial load keeps in files (temp_store = FILE) in
+// SQLite's temporary directory ($SQLITE_TMPDIR, else $TMPDIR, else
+// /var/tmp or /tmp). They take about as much room there as the index
+// tables take in the store, and the sorter's files for the table being
+// moved come on top. They are inside the load's transactions, so a batch
+// rolled back to its savepoint takes its staged rows with it. Setting
+// temp_store back at the end of Close deletes the temporary database
+// whole; the staging tables are not dropped one by one before, which
+// would read every page of each only to free it.
 
 // stagedTable is an index table an initial load fills through a staging
 // table.
@@ -60,16 +63,23 @@ func createStaging(ctx context.Context, db *sql.DB) error {
 
 // moveStaged moves every staging table into its index table, in key
 // order, one transaction a table (each commit lets the WAL be
-// checkpointed before the next table is written), and drops it. A table
-// that fails does not stop the others.
+// checkpointed before the next table is written). A table that fails does
+// not stop the others.
 func moveStaged(ctx context.Context, s *Store) error {
 	var errs []error
 	for _, t := range stagedTables {
 		err := s.db.WriteTx(ctx, func(tx *sql.Tx) error {
-			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO main.`+t.table+` (`+t.cols+`) SELECT `+t.cols+` FROM `+t.staging()+` ORDER BY `+t.key); err != nil {
+			// The staging tables are the connection's: had database/sql
+			// replaced it during the load, they would be gone, and so
+			// would the rows staged before.
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_temp_master WHERE type = 'table' AND name = ?`, strings.TrimPrefix(t.staging(), "temp.")).Scan(&n); err != nil {
 				return err
 			}
-			_, err := tx.ExecContext(ctx, `DROP TABLE `+t.staging())
+			if n == 0 {
+				return errors.New("its staging table is gone: the writer's connection was replaced during the load")
+			}
+			_, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO main.`+t.table+` (`+t.cols+`) SELECT `+t.cols+` FROM `+t.staging()+` ORDER BY `+t.key)
 			return err
 		})
 		if err != nil {
@@ -86,6 +96,7 @@ const rowsPerInsert = 64
 
 // bulkInsert inserts rows into one table, rowsPerInsert to a statement.
 type bulkInsert struct {
+	table     string
 	cols      int
 	one, many *sql.Stmt
 	args      []any // rows waiting for a statement, cols values each
@@ -95,7 +106,7 @@ func prepareBulk(ctx context.Context, tx *sql.Tx, table, cols string) (*bulkInse
 	n := strings.Count(cols, ",") + 1
 	row := "(?" + strings.Repeat(", ?", n-1) + ")"
 	q := `INSERT INTO ` + table + ` (` + cols + `) VALUES `
-	b := &bulkInsert{cols: n, args: make([]any, 0, n*rowsPerInsert)}
+	b := &bulkInsert{table: table, cols: n, args: make([]any, 0, n*rowsPerInsert)}
 	var err error
 	if b.one, err = tx.PrepareContext(ctx, q+row); err != nil {
 		return nil, fmt.Errorf("prepare insert into %s: %w", table, err)
@@ -196,7 +207,7 @@ func (si *stagedIndex) flush(ctx context.Context) error {
 	var errs []error
 	for _, b := range []*bulkInsert{si.tok, si.str, si.date, si.ref} {
 		if err := b.flush(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("index: %w", err))
+			errs = append(errs, fmt.Errorf("insert into %s: %w", b.table, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -68,9 +68,9 @@ func tempTables(t *testing.T, s *Store) []string {
 // TestInitialLoadIndexesAsOtherLoads: an initial load, which stages its
 // index rows and moves them at Close, ends with exactly the index rows a
 // load into a non-empty store writes directly, for a generated world of
-// two batches and more (rows repeated within a resource included), and
-// leaves no staging table behind. During the load the rows are staged,
-// not in the index tables.
+// two batches and more, each in a transaction of its own (rows repeated
+// within a resource included), and leaves no staging table behind. During
+// the load the rows are staged, not in the index tables.
 func TestInitialLoadIndexesAsOtherLoads(t *testing.T) {
 	ctx := context.Background()
 	pop, err := synth.Generate(synth.Config{
@@ -98,21 +98,19 @@ func TestInitialLoadIndexesAsOtherLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range res[:loadBatch+1] { // one batch written
+	l.txChunks = 1
+	for _, r := range res[:2*loadBatch-1] { // one batch committed, one queued
 		if err := l.Add(ctx, r); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := column(t, initial, `SELECT count(*) FROM token_idx`); got[0] != "0" {
-		t.Errorf("token_idx holds %s rows during an initial load, want them staged", got[0])
+	// The staging tables are the writer connection's, free between the
+	// load's transactions.
+	var inTable, staged int
+	if err := initial.db.Write.QueryRow(`SELECT (SELECT count(*) FROM token_idx), (SELECT count(*) FROM temp.load_token_idx)`).Scan(&inTable, &staged); err != nil || inTable != 0 || staged == 0 {
+		t.Errorf("during an initial load: %d token rows in token_idx, %d staged (%v); want them all staged", inTable, staged, err)
 	}
-	var staged int
-	// The staging tables are the writer connection's, which the load's
-	// transaction holds.
-	if err := l.tx.QueryRow(`SELECT count(*) FROM temp.load_token_idx`).Scan(&staged); err != nil || staged == 0 {
-		t.Errorf("%d token rows staged (%v)", staged, err)
-	}
-	for _, r := range res[loadBatch+1:] {
+	for _, r := range res[2*loadBatch-1:] {
 		if err := l.Add(ctx, r); err != nil {
 			t.Fatal(err)
 		}
@@ -182,6 +180,55 @@ func TestInitialLoadFailedBatchStagesNothing(t *testing.T) {
 	}
 	if tt := tempTables(t, s); len(tt) != 0 {
 		t.Errorf("temporary tables left: %v", tt)
+	}
+}
+
+// TestInitialLoadMoveFailure: a staging table that cannot be moved fails
+// Close, naming its table, and the others are moved all the same; one
+// whose connection lost it is reported so.
+func TestInitialLoadMoveFailure(t *testing.T) {
+	ctx := context.Background()
+	org := func(i int) []byte {
+		return fmt.Appendf(nil, `{"resourceType":"Organization","id":"o%d","identifier":[{"system":"urn:org","value":"%d"}],"name":"Org %d","endpoint":[{"reference":"Endpoint/e%d"}]}`, i, i, i, i)
+	}
+	for _, tc := range []struct {
+		name, sabotage, want string
+		moved                []string
+	}{
+		{"refused", `CREATE TRIGGER refuse_tokens BEFORE INSERT ON token_idx BEGIN SELECT RAISE(ABORT, 'no tokens'); END`,
+			"move index rows into token_idx: constraint failed: no tokens", []string{"string_idx", "ref_idx"}},
+		{"lost", `DROP TABLE temp.load_string_idx`,
+			"move index rows into string_idx: its staging table is gone", []string{"token_idx", "ref_idx"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openTestStore(t, "")
+			l, err := s.NewLoader(ctx, LoadOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.txChunks = 1
+			for i := range loadBatch { // written and committed at the last
+				if err := l.Add(ctx, org(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := s.db.Write.Exec(tc.sabotage); err != nil {
+				t.Fatal(err)
+			}
+			err = l.Close(ctx)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Close: %v, want %q", err, tc.want)
+			}
+			for _, tbl := range tc.moved {
+				if got := column(t, s, `SELECT count(*) FROM `+tbl); got[0] != fmt.Sprint(loadBatch) {
+					t.Errorf("%s: %s rows moved, want %d", tbl, got[0], loadBatch)
+				}
+			}
+			if tt := tempTables(t, s); len(tt) != 0 {
+				t.Errorf("temporary tables left: %v", tt)
+			}
+			checkNormalPragmas(t, s)
+		})
 	}
 }
 
