@@ -2,6 +2,7 @@ package fhirstore
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -281,9 +282,15 @@ func TestCanonicalLoadMatchesReencoding(t *testing.T) {
 	}
 }
 
+// column is the one column of q's rows, read through the store's readers.
 func column(t *testing.T, s *Store, q string) []string {
 	t.Helper()
-	rows, err := s.db.Read.Query(q)
+	return columnOn(t, s.db.Read, q)
+}
+
+func columnOn(t *testing.T, db *sql.DB, q string) []string {
+	t.Helper()
+	rows, err := db.Query(q)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,6 +302,9 @@ func column(t *testing.T, s *Store, q string) []string {
 			t.Fatal(err)
 		}
 		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

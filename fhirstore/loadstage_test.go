@@ -44,25 +44,11 @@ func orphanIndexRows(t *testing.T, s *Store) int {
 	return n
 }
 
+// tempTables lists the writer connection's temporary tables, where an
+// initial load stages its index rows.
 func tempTables(t *testing.T, s *Store) []string {
 	t.Helper()
-	rows, err := s.db.Write.Query(`SELECT name FROM sqlite_temp_master WHERE type = 'table' ORDER BY name`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, n)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return columnOn(t, s.db.Write, `SELECT name FROM sqlite_temp_master WHERE type = 'table' ORDER BY name`)
 }
 
 // TestInitialLoadIndexesAsOtherLoads: an initial load, which stages its
