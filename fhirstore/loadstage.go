@@ -46,15 +46,16 @@ var stagedTables = []stagedTable{
 	{"ref_idx", "type, param, ttype, tid, base, vid", "type, param, tid, ttype, base, vid"},
 }
 
-func (t stagedTable) staging() string { return "temp.load_" + t.table }
+// staging is the staging table's name, in the temporary database.
+func (t stagedTable) staging() string { return "load_" + t.table }
 
 // createStaging makes empty staging tables on the writer connection.
 func createStaging(ctx context.Context, db *sql.DB) error {
 	for _, t := range stagedTables {
-		if _, err := db.ExecContext(ctx, `DROP TABLE IF EXISTS `+t.staging()); err != nil {
+		if _, err := db.ExecContext(ctx, `DROP TABLE IF EXISTS temp.`+t.staging()); err != nil {
 			return fmt.Errorf("drop %s: %w", t.staging(), err)
 		}
-		if _, err := db.ExecContext(ctx, `CREATE TABLE `+t.staging()+` (`+t.cols+`)`); err != nil {
+		if _, err := db.ExecContext(ctx, `CREATE TABLE temp.`+t.staging()+` (`+t.cols+`)`); err != nil {
 			return fmt.Errorf("create %s: %w", t.staging(), err)
 		}
 	}
@@ -73,13 +74,13 @@ func moveStaged(ctx context.Context, s *Store) error {
 			// replaced it during the load, they would be gone, and so
 			// would the rows staged before.
 			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_temp_master WHERE type = 'table' AND name = ?`, strings.TrimPrefix(t.staging(), "temp.")).Scan(&n); err != nil {
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_temp_master WHERE type = 'table' AND name = ?`, t.staging()).Scan(&n); err != nil {
 				return err
 			}
 			if n == 0 {
 				return errors.New("its staging table is gone: the writer's connection was replaced during the load")
 			}
-			_, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO main.`+t.table+` (`+t.cols+`) SELECT `+t.cols+` FROM `+t.staging()+` ORDER BY `+t.key)
+			_, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO main.`+t.table+` (`+t.cols+`) SELECT `+t.cols+` FROM temp.`+t.staging()+` ORDER BY `+t.key)
 			return err
 		})
 		if err != nil {
@@ -162,9 +163,9 @@ func prepareStagedIndex(ctx context.Context, tx *sql.Tx) (*stagedIndex, error) {
 		dst         **bulkInsert
 		table, cols string
 	}{
-		{&si.tok, stagedTables[0].staging(), stagedTables[0].cols},
-		{&si.str, stagedTables[1].staging(), stagedTables[1].cols},
-		{&si.ref, stagedTables[2].staging(), stagedTables[2].cols},
+		{&si.tok, "temp." + stagedTables[0].staging(), stagedTables[0].cols},
+		{&si.str, "temp." + stagedTables[1].staging(), stagedTables[1].cols},
+		{&si.ref, "temp." + stagedTables[2].staging(), stagedTables[2].cols},
 		{&si.date, "date_idx", "type, param, lo, hi, vid"},
 	} {
 		b, err := prepareBulk(ctx, tx, p.table, p.cols)
