@@ -24,7 +24,8 @@ import (
 // The staging tables live on the writer connection, in the temporary
 // database, which an initial load keeps in files (temp_store = FILE) in
 // SQLite's temporary directory ($SQLITE_TMPDIR, else $TMPDIR, else
-// /var/tmp or /tmp). They take about as much room there as the index
+// /var/tmp or /tmp; `sim serve --data DIR` sets $SQLITE_TMPDIR to DIR
+// unless it is set). They take about as much room there as the index
 // tables take in the store, and the sorter's files for the table being
 // moved come on top. They are inside the load's transactions, so a batch
 // rolled back to its savepoint takes its staged rows with it. Setting

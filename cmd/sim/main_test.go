@@ -143,3 +143,24 @@ func TestValidateTellsScenariosFromWorlds(t *testing.T) {
 		t.Fatalf("bad scenario: exit %d:\n%s", code, out)
 	}
 }
+
+// TestKeepTempFilesIn: with a data directory, SQLite's temporary files go
+// there (its absolute path), unless $SQLITE_TMPDIR already says where.
+func TestKeepTempFilesIn(t *testing.T) {
+	t.Chdir(t.TempDir())
+	t.Setenv("SQLITE_TMPDIR", "")
+	if err := keepTempFilesIn(""); err != nil || os.Getenv("SQLITE_TMPDIR") != "" {
+		t.Errorf("without a data directory: SQLITE_TMPDIR=%q (%v)", os.Getenv("SQLITE_TMPDIR"), err)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := keepTempFilesIn("data"); err != nil || os.Getenv("SQLITE_TMPDIR") != filepath.Join(wd, "data") {
+		t.Errorf("--data data: SQLITE_TMPDIR=%q (%v), want %q", os.Getenv("SQLITE_TMPDIR"), err, filepath.Join(wd, "data"))
+	}
+	t.Setenv("SQLITE_TMPDIR", "/somewhere/chosen")
+	if err := keepTempFilesIn("data"); err != nil || os.Getenv("SQLITE_TMPDIR") != "/somewhere/chosen" {
+		t.Errorf("a chosen SQLITE_TMPDIR: now %q (%v)", os.Getenv("SQLITE_TMPDIR"), err)
+	}
+}

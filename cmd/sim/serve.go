@@ -38,6 +38,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if err := keepTempFilesIn(*dataDir); err != nil {
+		return err
+	}
 	running, err := scenarios.Start(ctx, world, scenarios.Options{
 		Host:    *host,
 		Port:    *port,
@@ -62,6 +65,24 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "stopping…")
 	return running.Close(context.Background())
+}
+
+// keepTempFilesIn points SQLite's temporary files at the data directory
+// dir, unless $SQLITE_TMPDIR chooses their place. A world's first load
+// stages and sorts its search index rows in temporary files, about as
+// much as the stores' index tables: gigabytes at 1 000 000 patients a
+// side. Next to the stores there is room for them; /tmp may be memory.
+// SQLite reads the variable once, when it first opens a database, so this
+// must come before the world starts.
+func keepTempFilesIn(dir string) error {
+	if dir == "" || os.Getenv("SQLITE_TMPDIR") != "" {
+		return nil
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("data directory %s: %w", dir, err)
+	}
+	return os.Setenv("SQLITE_TMPDIR", abs)
 }
 
 // writeReadyFile writes the file atomically, so a script polling for it
