@@ -297,7 +297,8 @@ func (l *Loader) write(ctx context.Context, items []loadItem) error {
 		return fmt.Errorf("load: %w", err)
 	}
 	if err := l.writeItems(ctx, l.ins, items); err != nil {
-		l.staged.discard()
+		// Rows still queued in l.staged are never written: after an error
+		// no batch follows, and Close does not flush.
 		_, rerr := l.tx.ExecContext(ctx, `ROLLBACK TO load_batch`)
 		if rerr != nil {
 			l.endTx(false)

@@ -41,11 +41,12 @@ type stagedTable struct {
 	key   string // its primary key: the order rows are moved in
 }
 
-var stagedTables = []stagedTable{
-	{"token_idx", "type, param, value, system, vid", "type, param, value, system, vid"},
-	{"string_idx", "type, param, norm, raw, vid", "type, param, norm, raw, vid"},
-	{"ref_idx", "type, param, ttype, tid, base, vid", "type, param, tid, ttype, base, vid"},
-}
+var (
+	stagedTokens  = stagedTable{"token_idx", "type, param, value, system, vid", "type, param, value, system, vid"}
+	stagedStrings = stagedTable{"string_idx", "type, param, norm, raw, vid", "type, param, norm, raw, vid"}
+	stagedRefs    = stagedTable{"ref_idx", "type, param, ttype, tid, base, vid", "type, param, tid, ttype, base, vid"}
+	stagedTables  = []stagedTable{stagedTokens, stagedStrings, stagedRefs}
+)
 
 // staging is the staging table's name, in the temporary database.
 func (t stagedTable) staging() string { return "load_" + t.table }
@@ -164,9 +165,9 @@ func prepareStagedIndex(ctx context.Context, tx *sql.Tx) (*stagedIndex, error) {
 		dst         **bulkInsert
 		table, cols string
 	}{
-		{&si.tok, "temp." + stagedTables[0].staging(), stagedTables[0].cols},
-		{&si.str, "temp." + stagedTables[1].staging(), stagedTables[1].cols},
-		{&si.ref, "temp." + stagedTables[2].staging(), stagedTables[2].cols},
+		{&si.tok, "temp." + stagedTokens.staging(), stagedTokens.cols},
+		{&si.str, "temp." + stagedStrings.staging(), stagedStrings.cols},
+		{&si.ref, "temp." + stagedRefs.staging(), stagedRefs.cols},
 		{&si.date, "date_idx", "type, param, lo, hi, vid"},
 	} {
 		b, err := prepareBulk(ctx, tx, p.table, p.cols)
@@ -204,10 +205,12 @@ func (si *stagedIndex) add(ctx context.Context, rt string, ix indexRows, vid int
 	return nil
 }
 
+func (si *stagedIndex) all() []*bulkInsert { return []*bulkInsert{si.tok, si.str, si.date, si.ref} }
+
 // flush writes every row queued, so that a batch ends whole.
 func (si *stagedIndex) flush(ctx context.Context) error {
 	var errs []error
-	for _, b := range []*bulkInsert{si.tok, si.str, si.date, si.ref} {
+	for _, b := range si.all() {
 		if err := b.flush(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("insert into %s: %w", b.table, err))
 		}
@@ -215,15 +218,8 @@ func (si *stagedIndex) flush(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// discard drops the rows queued (after a batch failed).
-func (si *stagedIndex) discard() {
-	for _, b := range []*bulkInsert{si.tok, si.str, si.date, si.ref} {
-		b.discard()
-	}
-}
-
 func (si *stagedIndex) close() {
-	for _, b := range []*bulkInsert{si.tok, si.str, si.date, si.ref} {
+	for _, b := range si.all() {
 		if b != nil {
 			b.close()
 		}
