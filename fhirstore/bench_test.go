@@ -142,3 +142,23 @@ func BenchmarkCreate(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "creates/s")
 }
+
+// BenchmarkLoadIntoExisting loads 20 000 Patients (four batches) into a
+// store that already holds a resource: the path of a load that is not
+// initial, which writes its index rows straight into the index tables.
+func BenchmarkLoadIntoExisting(b *testing.B) {
+	ctx := context.Background()
+	patients := benchPatients(20_000)
+	for b.Loop() {
+		b.StopTimer()
+		s := openTestStore(b, "")
+		if err := s.Load(ctx, rawList(`{"resourceType":"Practitioner","id":"first"}`), false); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if err := s.Load(ctx, patients, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(patients))/b.Elapsed().Seconds(), "resources/s")
+}

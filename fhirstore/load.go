@@ -1,13 +1,11 @@
 package fhirstore
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 
@@ -97,11 +95,10 @@ type Loader struct {
 	closed  bool
 
 	// An initial load keeps its transaction open over txChunks batches:
-	// every commit writes each page it dirtied to the WAL again. Its index
-	// rows go through staged (loadstage.go).
+	// every commit writes each page it dirtied to the WAL again. Its
+	// inserter stages the index rows (loadstage.go).
 	tx       *sql.Tx
 	ins      *inserter
-	staged   *stagedIndex
 	chunks   int
 	txChunks int // batches a transaction: txChunks, lowered by tests
 }
@@ -263,7 +260,7 @@ func (l *Loader) write(ctx context.Context, items []loadItem) error {
 	if !l.initial {
 		defer l.s.cache.invalidateAll()
 		return l.s.db.WriteTx(ctx, func(tx *sql.Tx) error {
-			ins, err := prepareInsert(ctx, tx)
+			ins, err := prepareInsert(ctx, tx, false)
 			if err != nil {
 				return err
 			}
@@ -276,18 +273,12 @@ func (l *Loader) write(ctx context.Context, items []loadItem) error {
 		if err != nil {
 			return fmt.Errorf("begin write: %w", err)
 		}
-		ins, err := prepareInsert(ctx, tx)
+		ins, err := prepareInsert(ctx, tx, true)
 		if err != nil {
 			tx.Rollback()
 			return err
 		}
-		staged, err := prepareStagedIndex(ctx, tx)
-		if err != nil {
-			ins.close()
-			tx.Rollback()
-			return err
-		}
-		l.tx, l.ins, l.staged = tx, ins, staged
+		l.tx, l.ins = tx, ins
 	}
 	// A savepoint keeps the load all or nothing per batch: a failed batch
 	// is undone, the batches before it stay and are committed by Close.
@@ -297,7 +288,7 @@ func (l *Loader) write(ctx context.Context, items []loadItem) error {
 		return fmt.Errorf("load: %w", err)
 	}
 	if err := l.writeItems(ctx, l.ins, items); err != nil {
-		// Rows still queued in l.staged are never written: after an error
+		// Index rows still queued in l.ins are never written: after an error
 		// no batch follows, and Close does not flush.
 		_, rerr := l.tx.ExecContext(ctx, `ROLLBACK TO load_batch`)
 		if rerr != nil {
@@ -319,10 +310,9 @@ func (l *Loader) endTx(commit bool) error {
 	if l.tx == nil {
 		return nil
 	}
-	tx, ins, staged := l.tx, l.ins, l.staged
-	l.tx, l.ins, l.staged = nil, nil, nil
+	tx, ins := l.tx, l.ins
+	l.tx, l.ins = nil, nil
 	ins.close()
-	staged.close()
 	if !commit {
 		tx.Rollback()
 		return nil
@@ -335,97 +325,10 @@ func (l *Loader) endTx(commit bool) error {
 	return nil
 }
 
-// pendingIndex collects the index rows of a batch of a load that is not
-// initial, inserted after its versions in key order: neighbouring keys land
-// on the same B-tree pages.
-type pendingIndex struct {
-	tokens  []tokenRec
-	strings []stringRec
-	dates   []dateRec
-	refs    []refRec
-}
-
-type (
-	tokenRec struct {
-		rt  string
-		row tokenRow
-		vid int64
-	}
-	stringRec struct {
-		rt  string
-		row stringRow
-		vid int64
-	}
-	dateRec struct {
-		rt  string
-		row dateRow
-		vid int64
-	}
-	refRec struct {
-		rt  string
-		row refRow
-		vid int64
-	}
-)
-
-func (pi *pendingIndex) add(rt string, ix indexRows, vid int64) {
-	for _, r := range ix.tokens {
-		pi.tokens = append(pi.tokens, tokenRec{rt, r, vid})
-	}
-	for _, r := range ix.strings {
-		pi.strings = append(pi.strings, stringRec{rt, r, vid})
-	}
-	for _, r := range ix.dates {
-		pi.dates = append(pi.dates, dateRec{rt, r, vid})
-	}
-	for _, r := range ix.refs {
-		pi.refs = append(pi.refs, refRec{rt, r, vid})
-	}
-}
-
-// flush inserts the rows sorted by each table's primary key (date_idx by
-// rowid: its order of insertion).
-func (pi *pendingIndex) flush(ctx context.Context, ins *inserter) error {
-	slices.SortFunc(pi.tokens, func(a, b tokenRec) int {
-		return cmp.Or(cmp.Compare(a.rt, b.rt), cmp.Compare(a.row.param, b.row.param), cmp.Compare(a.row.value, b.row.value),
-			cmp.Compare(a.row.system, b.row.system), cmp.Compare(a.vid, b.vid))
-	})
-	for _, t := range pi.tokens {
-		if _, err := ins.tok.ExecContext(ctx, t.rt, t.row.param, t.row.value, t.row.system, t.vid); err != nil {
-			return fmt.Errorf("index %s: %w", t.rt, err)
-		}
-	}
-	slices.SortFunc(pi.strings, func(a, b stringRec) int {
-		return cmp.Or(cmp.Compare(a.rt, b.rt), cmp.Compare(a.row.param, b.row.param), cmp.Compare(a.row.norm, b.row.norm),
-			cmp.Compare(a.row.raw, b.row.raw), cmp.Compare(a.vid, b.vid))
-	})
-	for _, t := range pi.strings {
-		if _, err := ins.str.ExecContext(ctx, t.rt, t.row.param, t.row.norm, t.row.raw, t.vid); err != nil {
-			return fmt.Errorf("index %s: %w", t.rt, err)
-		}
-	}
-	for _, t := range pi.dates {
-		if _, err := ins.date.ExecContext(ctx, t.rt, t.row.param, t.row.lo, t.row.hi, t.vid); err != nil {
-			return fmt.Errorf("index %s: %w", t.rt, err)
-		}
-	}
-	slices.SortFunc(pi.refs, func(a, b refRec) int {
-		return cmp.Or(cmp.Compare(a.rt, b.rt), cmp.Compare(a.row.param, b.row.param), cmp.Compare(a.row.tid, b.row.tid),
-			cmp.Compare(a.row.ttype, b.row.ttype), cmp.Compare(a.row.base, b.row.base), cmp.Compare(a.vid, b.vid))
-	})
-	for _, t := range pi.refs {
-		if _, err := ins.ref.ExecContext(ctx, t.rt, t.row.param, t.row.ttype, t.row.tid, t.row.base, t.vid); err != nil {
-			return fmt.Errorf("index %s: %w", t.rt, err)
-		}
-	}
-	return nil
-}
-
 func (l *Loader) writeItems(ctx context.Context, ins *inserter, items []loadItem) error {
 	s := l.s
 	at := s.now().UTC().Truncate(time.Millisecond)
 	lastUpdated := at.Format("2006-01-02T15:04:05.000Z07:00")
-	var pi pendingIndex
 	for _, p := range items {
 		version, prevVid := 1, int64(0)
 		if !l.initial {
@@ -457,19 +360,14 @@ func (l *Loader) writeItems(ctx context.Context, ins *inserter, items []loadItem
 		if err != nil {
 			return err
 		}
-		ix := extractIndex(p.rt, doc, s.base)
-		if l.initial {
-			if err := l.staged.add(ctx, p.rt, ix, vid); err != nil {
-				return err
-			}
-			continue
+		if err := ins.index.add(ctx, p.rt, extractIndex(p.rt, doc, s.base), vid); err != nil {
+			return fmt.Errorf("index %s/%s: %w", p.rt, p.id, err)
 		}
-		pi.add(p.rt, ix, vid)
 	}
-	if l.initial {
-		return l.staged.flush(ctx)
+	if err := ins.index.flush(ctx); err != nil {
+		return fmt.Errorf("index: %w", err)
 	}
-	return pi.flush(ctx, ins)
+	return nil
 }
 
 // body is the stored form of an item at version: stamped by the codec,

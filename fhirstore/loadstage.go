@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 )
 
 // An initial load does not insert its search index rows into token_idx,
@@ -33,23 +32,12 @@ import (
 // whole; the staging tables are not dropped one by one before, which
 // would read every page of each only to free it.
 
-// stagedTable is an index table an initial load fills through a staging
-// table.
-type stagedTable struct {
-	table string // the index table
-	cols  string // its columns, in the order rows are inserted
-	key   string // its primary key: the order rows are moved in
-}
-
-var (
-	stagedTokens  = stagedTable{"token_idx", "type, param, value, system, vid", "type, param, value, system, vid"}
-	stagedStrings = stagedTable{"string_idx", "type, param, norm, raw, vid", "type, param, norm, raw, vid"}
-	stagedRefs    = stagedTable{"ref_idx", "type, param, ttype, tid, base, vid", "type, param, tid, ttype, base, vid"}
-	stagedTables  = []stagedTable{stagedTokens, stagedStrings, stagedRefs}
-)
+// stagedTables are the index tables an initial load fills through
+// staging tables: those with a primary key.
+var stagedTables = []indexTable{tokenTable, stringTable, refTable}
 
 // staging is the staging table's name, in the temporary database.
-func (t stagedTable) staging() string { return "load_" + t.table }
+func (t indexTable) staging() string { return "load_" + t.name }
 
 // createStaging makes empty staging tables on the writer connection.
 func createStaging(ctx context.Context, db *sql.DB) error {
@@ -82,146 +70,12 @@ func moveStaged(ctx context.Context, s *Store) error {
 			if n == 0 {
 				return errors.New("its staging table is gone: the writer's connection was replaced during the load")
 			}
-			_, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO main.`+t.table+` (`+t.cols+`) SELECT `+t.cols+` FROM temp.`+t.staging()+` ORDER BY `+t.key)
+			_, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO main.`+t.name+` (`+t.cols+`) SELECT `+t.cols+` FROM temp.`+t.staging()+` ORDER BY `+t.key)
 			return err
 		})
 		if err != nil {
-			errs = append(errs, fmt.Errorf("move index rows into %s: %w", t.table, err))
+			errs = append(errs, fmt.Errorf("move index rows into %s: %w", t.name, err))
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// rowsPerInsert is how many rows one INSERT of an initial load's index
-// rows carries: the fixed cost of a statement in database/sql and the
-// driver is paid once for them all.
-const rowsPerInsert = 64
-
-// bulkInsert inserts rows into one table, rowsPerInsert to a statement.
-type bulkInsert struct {
-	table     string
-	cols      int
-	one, many *sql.Stmt
-	args      []any // rows waiting for a statement, cols values each
-}
-
-func prepareBulk(ctx context.Context, tx *sql.Tx, table, cols string) (*bulkInsert, error) {
-	n := strings.Count(cols, ",") + 1
-	row := "(?" + strings.Repeat(", ?", n-1) + ")"
-	q := `INSERT INTO ` + table + ` (` + cols + `) VALUES `
-	b := &bulkInsert{table: table, cols: n, args: make([]any, 0, n*rowsPerInsert)}
-	var err error
-	if b.one, err = tx.PrepareContext(ctx, q+row); err != nil {
-		return nil, fmt.Errorf("prepare insert into %s: %w", table, err)
-	}
-	if b.many, err = tx.PrepareContext(ctx, q+row+strings.Repeat(", "+row, rowsPerInsert-1)); err != nil {
-		b.one.Close()
-		return nil, fmt.Errorf("prepare insert into %s: %w", table, err)
-	}
-	return b, nil
-}
-
-// add queues a row of cols values and inserts the queue once it is full.
-func (b *bulkInsert) add(ctx context.Context, row ...any) error {
-	b.args = append(b.args, row...)
-	if len(b.args) < b.cols*rowsPerInsert {
-		return nil
-	}
-	defer b.discard()
-	_, err := b.many.ExecContext(ctx, b.args...)
-	return err
-}
-
-// flush inserts the rows queued, one statement each.
-func (b *bulkInsert) flush(ctx context.Context) error {
-	defer b.discard()
-	for i := 0; i < len(b.args); i += b.cols {
-		if _, err := b.one.ExecContext(ctx, b.args[i:i+b.cols]...); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (b *bulkInsert) discard() {
-	clear(b.args)
-	b.args = b.args[:0]
-}
-
-func (b *bulkInsert) close() {
-	b.one.Close()
-	b.many.Close()
-}
-
-// stagedIndex writes an initial load's index rows: the token, string and
-// reference rows into the staging tables, the date rows into date_idx.
-type stagedIndex struct {
-	tok, str, date, ref *bulkInsert
-}
-
-func prepareStagedIndex(ctx context.Context, tx *sql.Tx) (*stagedIndex, error) {
-	var si stagedIndex
-	for _, p := range []struct {
-		dst         **bulkInsert
-		table, cols string
-	}{
-		{&si.tok, "temp." + stagedTokens.staging(), stagedTokens.cols},
-		{&si.str, "temp." + stagedStrings.staging(), stagedStrings.cols},
-		{&si.ref, "temp." + stagedRefs.staging(), stagedRefs.cols},
-		{&si.date, "date_idx", "type, param, lo, hi, vid"},
-	} {
-		b, err := prepareBulk(ctx, tx, p.table, p.cols)
-		if err != nil {
-			si.close()
-			return nil, err
-		}
-		*p.dst = b
-	}
-	return &si, nil
-}
-
-// add queues the index rows of the version vid of a resource of type rt.
-func (si *stagedIndex) add(ctx context.Context, rt string, ix indexRows, vid int64) error {
-	for _, r := range ix.tokens {
-		if err := si.tok.add(ctx, rt, r.param, r.value, r.system, vid); err != nil {
-			return fmt.Errorf("index %s: %w", rt, err)
-		}
-	}
-	for _, r := range ix.strings {
-		if err := si.str.add(ctx, rt, r.param, r.norm, r.raw, vid); err != nil {
-			return fmt.Errorf("index %s: %w", rt, err)
-		}
-	}
-	for _, r := range ix.dates {
-		if err := si.date.add(ctx, rt, r.param, r.lo, r.hi, vid); err != nil {
-			return fmt.Errorf("index %s: %w", rt, err)
-		}
-	}
-	for _, r := range ix.refs {
-		if err := si.ref.add(ctx, rt, r.param, r.ttype, r.tid, r.base, vid); err != nil {
-			return fmt.Errorf("index %s: %w", rt, err)
-		}
-	}
-	return nil
-}
-
-func (si *stagedIndex) all() []*bulkInsert { return []*bulkInsert{si.tok, si.str, si.date, si.ref} }
-
-// flush writes every row queued, so that a batch ends whole.
-func (si *stagedIndex) flush(ctx context.Context) error {
-	var errs []error
-	for _, b := range si.all() {
-		if err := b.flush(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("insert into %s: %w", b.table, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func (si *stagedIndex) close() {
-	for _, b := range si.all() {
-		if b != nil {
-			b.close()
-		}
-	}
 }

@@ -317,7 +317,7 @@ func (s *Store) write(ctx context.Context, r *Resource, id string, ifMatch int, 
 		if err != nil {
 			return fmt.Errorf("decode canonical %s: %w", r.Type, err)
 		}
-		ins, err := prepareInsert(ctx, tx)
+		ins, err := prepareInsert(ctx, tx, false)
 		if err != nil {
 			return err
 		}
@@ -407,10 +407,13 @@ func currentRead(v *Version, deleted int, lu int64, err error) (*Version, error)
 
 // inserter holds the statements of one write transaction.
 type inserter struct {
-	res, vto, tok, str, date, ref, cur *sql.Stmt
+	res, vto, cur *sql.Stmt
+	index         *indexWriter
 }
 
-func prepareInsert(ctx context.Context, tx *sql.Tx) (*inserter, error) {
+// prepareInsert prepares a transaction's writes; with staged, its index
+// rows go to an initial load's staging tables (see prepareIndexWriter).
+func prepareInsert(ctx context.Context, tx *sql.Tx, staged bool) (*inserter, error) {
 	var in inserter
 	var err error
 	for _, p := range []struct {
@@ -419,10 +422,6 @@ func prepareInsert(ctx context.Context, tx *sql.Tx) (*inserter, error) {
 	}{
 		{&in.res, `INSERT INTO res (type, id, version, deleted, lu, body) VALUES (?, ?, ?, 0, ?, ?)`},
 		{&in.vto, `UPDATE res SET vto = ? WHERE vid = ?`},
-		{&in.tok, `INSERT OR IGNORE INTO token_idx (type, param, value, system, vid) VALUES (?, ?, ?, ?, ?)`},
-		{&in.str, `INSERT OR IGNORE INTO string_idx (type, param, norm, raw, vid) VALUES (?, ?, ?, ?, ?)`},
-		{&in.date, `INSERT INTO date_idx (type, param, lo, hi, vid) VALUES (?, ?, ?, ?, ?)`},
-		{&in.ref, `INSERT OR IGNORE INTO ref_idx (type, param, ttype, tid, base, vid) VALUES (?, ?, ?, ?, ?, ?)`},
 		{&in.cur, `SELECT vid, version, deleted, lu FROM res WHERE type = ? AND id = ? ORDER BY version DESC LIMIT 1`},
 	} {
 		if *p.dst, err = tx.PrepareContext(ctx, p.q); err != nil {
@@ -430,14 +429,21 @@ func prepareInsert(ctx context.Context, tx *sql.Tx) (*inserter, error) {
 			return nil, fmt.Errorf("prepare insert: %w", err)
 		}
 	}
+	if in.index, err = prepareIndexWriter(ctx, tx, staged); err != nil {
+		in.close()
+		return nil, err
+	}
 	return &in, nil
 }
 
 func (in *inserter) close() {
-	for _, s := range []*sql.Stmt{in.res, in.vto, in.tok, in.str, in.date, in.ref, in.cur} {
+	for _, s := range []*sql.Stmt{in.res, in.vto, in.cur} {
 		if s != nil {
 			s.Close()
 		}
+	}
+	if in.index != nil {
+		in.index.close()
 	}
 }
 
@@ -475,25 +481,11 @@ func (in *inserter) insert(ctx context.Context, rt, id string, version int, prev
 	if err != nil {
 		return 0, err
 	}
-	for _, t := range ix.tokens {
-		if _, err := in.tok.ExecContext(ctx, rt, t.param, t.value, t.system, vid); err != nil {
-			return 0, fmt.Errorf("index %s/%s: %w", rt, id, err)
-		}
+	if err = in.index.add(ctx, rt, ix, vid); err == nil {
+		err = in.index.flush(ctx)
 	}
-	for _, t := range ix.strings {
-		if _, err := in.str.ExecContext(ctx, rt, t.param, t.norm, t.raw, vid); err != nil {
-			return 0, fmt.Errorf("index %s/%s: %w", rt, id, err)
-		}
-	}
-	for _, t := range ix.dates {
-		if _, err := in.date.ExecContext(ctx, rt, t.param, t.lo, t.hi, vid); err != nil {
-			return 0, fmt.Errorf("index %s/%s: %w", rt, id, err)
-		}
-	}
-	for _, t := range ix.refs {
-		if _, err := in.ref.ExecContext(ctx, rt, t.param, t.ttype, t.tid, t.base, vid); err != nil {
-			return 0, fmt.Errorf("index %s/%s: %w", rt, id, err)
-		}
+	if err != nil {
+		return 0, fmt.Errorf("index %s/%s: %w", rt, id, err)
 	}
 	return vid, nil
 }
