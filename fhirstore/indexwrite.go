@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -47,7 +48,7 @@ func prepareIndexWriter(ctx context.Context, tx *sql.Tx, staged bool) (*indexWri
 	}{{&w.tok, tokenTable}, {&w.str, stringTable}, {&w.date, dateTable}, {&w.ref, refTable}} {
 		into, verb := p.t.name, "INSERT"
 		switch {
-		case staged && p.t.key != "":
+		case staged && slices.Contains(stagedTables, p.t):
 			into = "temp." + p.t.staging()
 		case p.t.key != "":
 			verb = "INSERT OR IGNORE"
