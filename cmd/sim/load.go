@@ -170,9 +170,13 @@ func writeLoadText(w io.Writer, r scenarios.LoadReport) {
 	}
 	if len(r.Endpoints) > 0 {
 		fmt.Fprintln(w, "time per endpoint (as the app and the user see it):")
-		fmt.Fprintf(w, "  %-44s %8s %9s %9s %9s %9s\n", "endpoint", "count", "total", "p50", "p99", "max")
+		width := len("endpoint")
 		for _, e := range r.Endpoints {
-			fmt.Fprintf(w, "  %-44s %8d %8.2fs %7.2fms %7.2fms %7.2fms\n", e.Endpoint, e.Count, e.TotalS, e.LatencyMS.P50, e.LatencyMS.P99, e.LatencyMS.Max)
+			width = max(width, len(e.Endpoint))
+		}
+		fmt.Fprintf(w, "  %-*s %8s %9s %9s %9s %9s\n", width, "endpoint", "count", "total", "p50", "p99", "max")
+		for _, e := range r.Endpoints {
+			fmt.Fprintf(w, "  %-*s %8d %8.2fs %7.2fms %7.2fms %7.2fms\n", width, e.Endpoint, e.Count, e.TotalS, e.LatencyMS.P50, e.LatencyMS.P99, e.LatencyMS.Max)
 		}
 	}
 }

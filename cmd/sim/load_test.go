@@ -57,6 +57,19 @@ func TestLoadCommandText(t *testing.T) {
 	if !strings.Contains(errOut, "5/5 flows") {
 		t.Errorf("--progress always drew no bar: %q", errOut)
 	}
+	// The endpoint table's columns line up, the longest endpoint
+	// (GET ehr /fhir/.well-known/smart-configuration) included.
+	_, table, _ := strings.Cut(out, "time per endpoint")
+	lines := strings.Split(strings.TrimSpace(table), "\n")[1:]
+	countEnd := strings.Index(lines[0], "count") + len("count")
+	for _, line := range lines[1:] {
+		if len(line) <= countEnd || line[countEnd] != ' ' || line[countEnd-1] < '0' || line[countEnd-1] > '9' {
+			t.Errorf("row out of line with the header's count column:\n%s\n%s", lines[0], line)
+		}
+	}
+	if !strings.Contains(out, "smart-configuration") {
+		t.Errorf("no discovery endpoint timed:\n%s", out)
+	}
 }
 
 func TestLoadCommandRefusesBadFlags(t *testing.T) {
