@@ -83,8 +83,10 @@ const (
 // at Close (loadstage.go), and builds the secondary indexes there. Resources
 // become visible batch by batch, and in an initial load ten batches at a
 // time (its transaction spans them); there a search by a token, string or
-// reference parameter finds them only after Close. A Loader is not safe for
-// concurrent use; loaders of different stores run in parallel.
+// reference parameter finds them only after Close. Each batch is written
+// on a goroutine of its own while the next is decoded and indexed, one
+// batch at a time. A Loader is not safe for concurrent use; loaders of
+// different stores run in parallel.
 type Loader struct {
 	s       *Store
 	opt     LoadOptions
@@ -93,6 +95,12 @@ type Loader struct {
 	n       int // resources added so far
 	err     error
 	closed  bool
+
+	// The batch before items is written on a goroutine of its own while
+	// items fills; writing is its result, nil when none is under way.
+	// spare is the batch's slice, for the batch after items.
+	writing chan error
+	spare   []loadItem
 
 	// An initial load keeps its transaction open over txChunks batches:
 	// every commit writes each page it dirtied to the WAL again. Its
@@ -109,8 +117,14 @@ const txChunks = 10
 type loadItem struct {
 	rt, id string
 	raw    []byte
-	r      *Resource
-	doc    map[string]any
+	r      *Resource      // the parsed resource, with LoadOptions.Validate
+	doc    map[string]any // the decoded body, when it is encoded again
+	// A canonical body without meta gets its meta spliced in at metaAt
+	// (LoadOptions.Canonical). Its index rows are extracted when it is
+	// added, and its decoded body is not kept.
+	splice bool
+	metaAt int
+	ix     indexRows
 }
 
 // NewLoader starts a bulk load. Close must be called, also after an error:
@@ -185,9 +199,11 @@ func (l *Loader) restorePragmas(ctx context.Context) error {
 	return errors.Join(err1, err2, err3)
 }
 
-// Add queues one resource (a JSON object with resourceType and id); every
-// 5000 it writes them in one transaction. After an error every call
-// returns that error, and Close reports it too.
+// Add queues one resource (a JSON object with resourceType and id),
+// keeping body; every 5000 it hands them to be written in one transaction
+// and returns while they are. An error in writing a batch is returned by
+// the Add that completes the next batch, or by Close. After an error every
+// call returns that error, and Close reports it too.
 func (l *Loader) Add(ctx context.Context, body []byte) error {
 	if l.err != nil {
 		return l.err
@@ -221,27 +237,64 @@ func (l *Loader) prepare(raw []byte) (loadItem, error) {
 	if !idPattern.MatchString(id) {
 		return loadItem{}, fmt.Errorf("load resource %d: %w", l.n, badRequest("value", "invalid or missing id"))
 	}
-	it := loadItem{rt: rt, id: id, raw: raw, doc: doc}
-	if l.opt.Validate {
+	it := loadItem{rt: rt, id: id, raw: raw}
+	switch {
+	case l.opt.Validate:
 		if it.r, err = l.s.codec.Parse(raw); err != nil {
 			return loadItem{}, fmt.Errorf("load %s/%s: %w", rt, id, err)
 		}
+	case l.opt.Canonical && doc["meta"] == nil:
+		if it.metaAt, it.splice = metaPlace(raw); it.splice {
+			// No index reads meta: the rows are those of the stored body.
+			it.ix = extractIndex(rt, doc, l.s.base)
+			return it, nil
+		}
+		it.doc = doc
+	default:
+		it.doc = doc
 	}
 	return it, nil
 }
 
+// flush hands the queued batch to a goroutine that writes it, once the
+// batch before is written, and returns: the next batch is prepared while
+// this one is written. An error of the write is returned by the flush
+// after it (or by Close).
 func (l *Loader) flush(ctx context.Context) error {
+	if err := l.written(); err != nil {
+		return err
+	}
 	if len(l.items) == 0 {
 		return nil
 	}
-	items := l.items
-	l.items = l.items[:0]
-	if err := l.write(ctx, items); err != nil {
-		l.err = err
-		return err
+	// An interruption is honoured between batches (see write).
+	if err := ctx.Err(); err != nil {
+		l.err = fmt.Errorf("load: %w", err)
+		return l.err
 	}
-	clear(items) // the bodies and documents can go
+	items := l.items
+	l.items = l.spare[:0]
+	done := make(chan error, 1)
+	l.writing = done
+	go func() {
+		err := l.write(ctx, items)
+		clear(items) // the bodies and documents can go
+		done <- err
+	}()
+	l.spare = items
 	return nil
+}
+
+// written waits for the batch being written, if any, and returns the
+// load's error.
+func (l *Loader) written() error {
+	if l.writing != nil {
+		if err := <-l.writing; err != nil && l.err == nil {
+			l.err = err
+		}
+		l.writing = nil
+	}
+	return l.err
 }
 
 func (l *Loader) write(ctx context.Context, items []loadItem) error {
@@ -253,9 +306,6 @@ func (l *Loader) write(ctx context.Context, items []loadItem) error {
 	// lost. And modernc.org/sqlite watches a context that can be
 	// cancelled from a goroutine of its own for every statement, a sixth
 	// of a load's CPU.
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("load: %w", err)
-	}
 	ctx = context.WithoutCancel(ctx)
 	if !l.initial {
 		defer l.s.cache.invalidateAll()
@@ -340,7 +390,7 @@ func (l *Loader) writeItems(ctx context.Context, ins *inserter, items []loadItem
 				version, prevVid = cur.Version+1, cur.seq
 			}
 		}
-		body, doc, err := l.body(p, version, at, lastUpdated)
+		body, ix, err := l.body(p, version, at, lastUpdated)
 		if err != nil {
 			return err
 		}
@@ -352,7 +402,7 @@ func (l *Loader) writeItems(ctx context.Context, ins *inserter, items []loadItem
 			if cerr != nil || cur == nil {
 				return errors.Join(err, cerr)
 			}
-			if body, doc, err = l.body(p, cur.Version+1, at, lastUpdated); err != nil {
+			if body, ix, err = l.body(p, cur.Version+1, at, lastUpdated); err != nil {
 				return err
 			}
 			vid, err = ins.insertVersion(ctx, p.rt, p.id, cur.Version+1, cur.seq, at.UnixMilli(), body)
@@ -360,7 +410,7 @@ func (l *Loader) writeItems(ctx context.Context, ins *inserter, items []loadItem
 		if err != nil {
 			return err
 		}
-		if err := ins.index.add(ctx, p.rt, extractIndex(p.rt, doc, s.base), vid); err != nil {
+		if err := ins.index.add(ctx, p.rt, ix, vid); err != nil {
 			return fmt.Errorf("index %s/%s: %w", p.rt, p.id, err)
 		}
 	}
@@ -370,27 +420,25 @@ func (l *Loader) writeItems(ctx context.Context, ins *inserter, items []loadItem
 	return nil
 }
 
-// body is the stored form of an item at version: stamped by the codec,
-// meta spliced into a canonical body, or re-encoded with meta.
-func (l *Loader) body(p loadItem, version int, at time.Time, lastUpdated string) ([]byte, map[string]any, error) {
-	if p.r != nil {
+// body is the stored form of an item at version, and its index rows:
+// stamped by the codec, meta spliced into a canonical body, or encoded
+// again with meta.
+func (l *Loader) body(p loadItem, version int, at time.Time, lastUpdated string) ([]byte, indexRows, error) {
+	switch {
+	case p.r != nil:
 		body, err := l.s.codec.stamp(p.r, p.id, version, at)
 		if err != nil {
-			return nil, nil, err
+			return nil, indexRows{}, err
 		}
 		doc, err := decodeDoc(body)
 		if err != nil {
-			return nil, nil, fmt.Errorf("decode canonical %s/%s: %w", p.rt, p.id, err)
+			return nil, indexRows{}, fmt.Errorf("decode canonical %s/%s: %w", p.rt, p.id, err)
 		}
-		return body, doc, nil
+		return body, extractIndex(p.rt, doc, l.s.base), nil
+	case p.splice:
+		return spliceMeta(p.raw, p.metaAt, version, lastUpdated), p.ix, nil
 	}
 	meta, _ := p.doc["meta"].(map[string]any)
-	if l.opt.Canonical && meta == nil {
-		if body, ok := spliceMeta(p.raw, version, lastUpdated); ok {
-			// The document stays without meta: no index reads it.
-			return body, p.doc, nil
-		}
-	}
 	if meta == nil {
 		meta = map[string]any{}
 	}
@@ -399,9 +447,9 @@ func (l *Loader) body(p loadItem, version int, at time.Time, lastUpdated string)
 	p.doc["meta"] = meta
 	body, err := canonicalJSON(p.doc)
 	if err != nil {
-		return nil, nil, fmt.Errorf("encode %s/%s: %w", p.rt, p.id, err)
+		return nil, indexRows{}, fmt.Errorf("encode %s/%s: %w", p.rt, p.id, err)
 	}
-	return body, p.doc, nil
+	return body, extractIndex(p.rt, p.doc, l.s.base), nil
 }
 
 // isUniqueViolation reports SQLITE_CONSTRAINT_UNIQUE (2067) or
@@ -422,9 +470,8 @@ func (l *Loader) Close(ctx context.Context) error {
 	if l.closed {
 		return l.err
 	}
-	if l.err == nil {
-		l.flush(ctx)
-	}
+	l.flush(ctx)
+	l.written()
 	// What the open transaction holds are whole batches (a failed one was
 	// rolled back to its savepoint): they are committed even after an error.
 	if err := l.endTx(true); err != nil && l.err == nil {
@@ -473,39 +520,40 @@ func (l *Loader) Close(ctx context.Context) error {
 	return l.err
 }
 
-// spliceMeta inserts "meta":{"lastUpdated":…,"versionId":…} into a
-// canonical object body at its sorted place. ok is false when the body is
-// not a plain canonical object (then the caller re-encodes it).
-func spliceMeta(body []byte, version int, lastUpdated string) ([]byte, bool) {
+// metaPlace finds where "meta" goes in a canonical object body without
+// one: the offset of the first member whose key sorts after "meta", or -1
+// for the end. ok is false when the body is not a plain canonical object
+// without meta (then the loader re-encodes it).
+func metaPlace(body []byte) (at int, ok bool) {
 	if len(body) < 2 || body[0] != '{' || body[len(body)-1] != '}' {
-		return nil, false
+		return 0, false
 	}
-	at := -1 // offset of the first member whose key sorts after "meta"
+	at = -1 // offset of the first member whose key sorts after "meta"
 	i := 1
 	for i < len(body)-1 {
 		if body[i] != '"' {
-			return nil, false
+			return 0, false
 		}
 		j := i + 1
 		for j < len(body) && body[j] != '"' {
 			if body[j] == '\\' {
-				return nil, false
+				return 0, false
 			}
 			j++
 		}
 		key := string(body[i+1 : j])
 		if key == "meta" {
-			return nil, false
+			return 0, false
 		}
 		if at < 0 && key > "meta" {
 			at = i
 		}
 		if j+1 >= len(body) || body[j+1] != ':' {
-			return nil, false
+			return 0, false
 		}
 		end, ok := skipValue(body, j+2)
 		if !ok {
-			return nil, false
+			return 0, false
 		}
 		switch {
 		case end == len(body)-1:
@@ -513,12 +561,18 @@ func spliceMeta(body []byte, version int, lastUpdated string) ([]byte, bool) {
 		case body[end] == ',' && end+1 < len(body)-1:
 			i = end + 1
 		default:
-			return nil, false
+			return 0, false
 		}
 	}
 	if i != len(body)-1 {
-		return nil, false
+		return 0, false
 	}
+	return at, true
+}
+
+// spliceMeta inserts "meta":{"lastUpdated":…,"versionId":…} into a
+// canonical object body at its place, found by metaPlace.
+func spliceMeta(body []byte, at, version int, lastUpdated string) []byte {
 	meta := `"meta":{"lastUpdated":"` + lastUpdated + `","versionId":"` + strconv.Itoa(version) + `"}`
 	out := make([]byte, 0, len(body)+len(meta)+1)
 	switch {
@@ -529,7 +583,7 @@ func spliceMeta(body []byte, version int, lastUpdated string) ([]byte, bool) {
 	default:
 		out = append(append(append(append(out, body[:at]...), meta...), ','), body[at:]...)
 	}
-	return out, true
+	return out
 }
 
 // skipValue returns the offset just after the compact JSON value at i.

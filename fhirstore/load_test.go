@@ -168,6 +168,63 @@ func TestLoadErrors(t *testing.T) {
 	}
 }
 
+// TestLoadWriteErrorComesAtTheNextBatch: a batch is written while the
+// next is added, so a batch that fails to be written fails the Add that
+// completes the batch after it, and every call after; the batches before
+// it stay, and the batch after it is not written.
+func TestLoadWriteErrorComesAtTheNextBatch(t *testing.T) {
+	for _, initial := range []bool{true, false} {
+		t.Run(fmt.Sprintf("initial=%v", initial), func(t *testing.T) {
+			ctx := context.Background()
+			s := openTestStore(t, "")
+			if !initial {
+				if err := s.Load(ctx, rawList(`{"resourceType":"Patient","id":"first"}`), false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := s.db.Write.Exec(`CREATE TRIGGER refuse_boom BEFORE INSERT ON res WHEN NEW.id = 'boom' BEGIN SELECT RAISE(ABORT, 'refused'); END`); err != nil {
+				t.Fatal(err)
+			}
+			l, err := s.NewLoader(ctx, LoadOptions{Canonical: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			patient := func(i int) []byte {
+				id := "p" + strconv.Itoa(i)
+				if i == loadBatch+10 { // in the second batch
+					id = "boom"
+				}
+				return fmt.Appendf(nil, `{"identifier":[{"system":"urn:mrn","value":"%d"}],"id":%q,"resourceType":"Patient"}`, i, id)
+			}
+			failedAt := -1
+			for i := range 4 * loadBatch {
+				if err := l.Add(ctx, patient(i)); err != nil {
+					if !strings.Contains(err.Error(), "refused") {
+						t.Fatalf("Add %d: %v, want the trigger's refusal", i, err)
+					}
+					if failedAt < 0 {
+						failedAt = i
+					}
+				} else if failedAt >= 0 {
+					t.Fatalf("Add %d succeeded after Add %d failed", i, failedAt)
+				}
+			}
+			if failedAt != 3*loadBatch-1 {
+				t.Errorf("the first Add to fail was number %d, want %d (the one that completes the third batch)", failedAt, 3*loadBatch-1)
+			}
+			if err := l.Close(ctx); err == nil || !strings.Contains(err.Error(), "refused") {
+				t.Errorf("Close: %v, want the trigger's refusal", err)
+			}
+			for mrn, want := range map[int]int{0: 1, loadBatch - 1: 1, loadBatch: 0, 2 * loadBatch: 0} {
+				if got, err := s.FindByIdentifier(ctx, "Patient", "urn:mrn", strconv.Itoa(mrn), 10); err != nil || len(got) != want {
+					t.Errorf("mrn %d: %d found (%v), want %d", mrn, len(got), err, want)
+				}
+			}
+			checkNormalPragmas(t, s)
+		})
+	}
+}
+
 // TestLoadStopsBetweenBatchesWhenCancelled: a load whose context is
 // cancelled stops at its next batch with the context's error; the
 // batches written before stay, whole, and the store stays searchable.
@@ -326,7 +383,11 @@ func TestSpliceMeta(t *testing.T) {
 		{`{"a":"unterminated}`, ``},
 		{`{"a"}`, ``},
 	} {
-		got, ok := spliceMeta([]byte(c.in), 3, "L")
+		var got []byte
+		at, ok := metaPlace([]byte(c.in))
+		if ok {
+			got = spliceMeta([]byte(c.in), at, 3, "L")
+		}
 		if string(got) != c.want || ok != (c.want != "") {
 			t.Errorf("%s: %s %v, want %s", c.in, got, ok, c.want)
 		}

@@ -198,6 +198,9 @@ func TestInitialLoadMoveFailure(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			if err := l.written(); err != nil {
+				t.Fatal(err)
+			}
 			if _, err := s.db.Write.Exec(tc.sabotage); err != nil {
 				t.Fatal(err)
 			}
