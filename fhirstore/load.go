@@ -238,21 +238,20 @@ func (l *Loader) prepare(raw []byte) (loadItem, error) {
 		return loadItem{}, fmt.Errorf("load resource %d: %w", l.n, badRequest("value", "invalid or missing id"))
 	}
 	it := loadItem{rt: rt, id: id, raw: raw}
-	switch {
-	case l.opt.Validate:
+	if l.opt.Validate {
 		if it.r, err = l.s.codec.Parse(raw); err != nil {
 			return loadItem{}, fmt.Errorf("load %s/%s: %w", rt, id, err)
 		}
-	case l.opt.Canonical && doc["meta"] == nil:
+		return it, nil
+	}
+	if l.opt.Canonical && doc["meta"] == nil {
 		if it.metaAt, it.splice = metaPlace(raw); it.splice {
 			// No index reads meta: the rows are those of the stored body.
 			it.ix = extractIndex(rt, doc, l.s.base)
 			return it, nil
 		}
-		it.doc = doc
-	default:
-		it.doc = doc
 	}
+	it.doc = doc
 	return it, nil
 }
 
