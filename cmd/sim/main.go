@@ -8,24 +8,15 @@ import (
 	"context"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/smart-sim/sim/internal/gcfloor"
 )
 
-// defaultMemoryLimit is the Go runtime's soft memory limit unless
-// GOMEMLIMIT says otherwise: generating and loading a large world makes
-// garbage faster than the collector's default pace returns it (1 M
-// patients per side peaked at 1.9 GB without a limit, 1.1 GB with one). A
-// soft limit never fails an allocation; it only makes the collector work
-// harder near it.
-const defaultMemoryLimit = 1 << 30
-
 func main() {
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(defaultMemoryLimit)
-	}
+	// Unless GOMEMLIMIT is set, a soft memory limit keeps a large world's
+	// generation and first load under gcfloor.MemoryLimit.
+	gcfloor.LimitMemoryUnlessSet()
 	// Unless GOGC is set, the heap may grow to gcfloor.Default before a
 	// collection: at the default pace the collector cost a tenth of the
 	// throughput under load (BENCHMARKS.md, fourth round).

@@ -13,13 +13,15 @@ import (
 	"time"
 
 	"github.com/smart-sim/sim/fhirstore"
+	"github.com/smart-sim/sim/internal/gcfloor"
 )
 
 // BenchmarkGenerate1M: what `sim serve` does with a 1 M world: 1 000 000
 // EHR patients and, with other-only patients making up the difference, as
 // many at Other, generated and streamed into two new SQLite FHIR stores on
 // disk (in $TMPDIR, about 25 GB while it runs; removed after), with the
-// process's peak resident memory. Minutes and gigabytes: only with
+// process's peak resident memory, under the soft memory limit the sim
+// binary sets (unless GOMEMLIMIT is set). Minutes and gigabytes: only with
 // SIM_BENCH_LARGE=1 (and -benchtime=1x).
 func BenchmarkGenerate1M(b *testing.B) {
 	if os.Getenv("SIM_BENCH_LARGE") == "" {
@@ -35,6 +37,7 @@ func BenchmarkGenerateLoad100k(b *testing.B) { benchmarkGenerateLoad(b, 100_000)
 // benchmarkGenerateLoad streams a world into two new stores per op and
 // reports patients/s, resources, the stores' size and the peak RSS.
 func benchmarkGenerateLoad(b *testing.B, patients int) {
+	b.Cleanup(gcfloor.LimitMemoryUnlessSet()) // the sim binary's
 	cfg := sizedConfig(patients)
 	ctx := context.Background()
 	resetPeakRSS(b)
@@ -178,6 +181,7 @@ func BenchmarkStream1M(b *testing.B) {
 func BenchmarkStreamPeak100k(b *testing.B) { benchmarkStreamPeak(b, 100_000) }
 
 func benchmarkStreamPeak(b *testing.B, patients int) {
+	b.Cleanup(gcfloor.LimitMemoryUnlessSet()) // the sim binary's
 	cfg := sizedConfig(patients)
 	resetPeakRSS(b)
 	var res int

@@ -157,3 +157,27 @@ func TestStartUnlessSet(t *testing.T) {
 		t.Errorf("floor %d, GOGC %d: want the Default floor over this small heap", tuner.floor, tuner.Percent())
 	}
 }
+
+// TestLimitMemoryUnlessSet: the soft memory limit is MemoryLimit and
+// restore puts the limit before back; with GOMEMLIMIT set it is left alone.
+func TestLimitMemoryUnlessSet(t *testing.T) {
+	before := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(before)
+	debug.SetMemoryLimit(3 << 30)
+
+	t.Setenv("GOMEMLIMIT", "")
+	restore := LimitMemoryUnlessSet()
+	if got := debug.SetMemoryLimit(-1); got != MemoryLimit {
+		t.Errorf("limit %d, want MemoryLimit %d", got, MemoryLimit)
+	}
+	restore()
+	if got := debug.SetMemoryLimit(-1); got != 3<<30 {
+		t.Errorf("limit after restore %d, want %d", got, 3<<30)
+	}
+
+	t.Setenv("GOMEMLIMIT", "3GiB")
+	LimitMemoryUnlessSet()()
+	if got := debug.SetMemoryLimit(-1); got != 3<<30 {
+		t.Errorf("with GOMEMLIMIT set: limit %d, want it left at %d", got, 3<<30)
+	}
+}
