@@ -182,9 +182,7 @@ func TestLoadWriteErrorComesAtTheNextBatch(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if _, err := s.db.Write.Exec(`CREATE TRIGGER refuse_boom BEFORE INSERT ON res WHEN NEW.id = 'boom' BEGIN SELECT RAISE(ABORT, 'refused'); END`); err != nil {
-				t.Fatal(err)
-			}
+			refuseBoom(t, s)
 			l, err := s.NewLoader(ctx, LoadOptions{Canonical: true})
 			if err != nil {
 				t.Fatal(err)

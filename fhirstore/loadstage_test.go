@@ -44,6 +44,15 @@ func orphanIndexRows(t *testing.T, s *Store) int {
 	return n
 }
 
+// refuseBoom makes the store refuse to write a resource whose id is
+// "boom", with the error "refused": a write that fails half-way.
+func refuseBoom(t *testing.T, s *Store) {
+	t.Helper()
+	if _, err := s.db.Write.Exec(`CREATE TRIGGER refuse_boom BEFORE INSERT ON res WHEN NEW.id = 'boom' BEGIN SELECT RAISE(ABORT, 'refused'); END`); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // tempTables lists the writer connection's temporary tables, where an
 // initial load stages its index rows.
 func tempTables(t *testing.T, s *Store) []string {
@@ -132,9 +141,7 @@ func TestInitialLoadIndexesAsOtherLoads(t *testing.T) {
 func TestInitialLoadFailedBatchStagesNothing(t *testing.T) {
 	ctx := context.Background()
 	s := openTestStore(t, "")
-	if _, err := s.db.Write.Exec(`CREATE TRIGGER refuse_boom BEFORE INSERT ON res WHEN NEW.id = 'boom' BEGIN SELECT RAISE(ABORT, 'refused'); END`); err != nil {
-		t.Fatal(err)
-	}
+	refuseBoom(t, s)
 	org := func(id string, n int) json.RawMessage {
 		return json.RawMessage(fmt.Sprintf(`{"resourceType":"Organization","id":%q,"identifier":[{"system":"urn:org","value":"%d"}],"name":"Org %d","endpoint":[{"reference":"Endpoint/e%d"}]}`, id, n, n, n))
 	}
