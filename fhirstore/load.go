@@ -409,12 +409,14 @@ func (l *Loader) writeItems(ctx context.Context, ins *inserter, items []loadItem
 		if err != nil {
 			return err
 		}
+		// A load's index rows are inserted many to a statement, so a failed
+		// insert holds rows of the resources before this one too.
 		if err := ins.index.add(ctx, p.rt, ix, vid); err != nil {
-			return fmt.Errorf("index %s/%s: %w", p.rt, p.id, err)
+			return fmt.Errorf("index the batch up to %s/%s: %w", p.rt, p.id, err)
 		}
 	}
 	if err := ins.index.flush(ctx); err != nil {
-		return fmt.Errorf("index: %w", err)
+		return fmt.Errorf("index the batch: %w", err)
 	}
 	return nil
 }
